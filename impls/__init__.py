@@ -1,0 +1,264 @@
+"""softgrad's backends: every way to compute the softmax and softmax + CCE gradients.
+
+`backends()` lists them with their family, dtypes, optional dependency and a
+memory estimate; a backend is called like the function it wraps.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from impls._checks import InputError
+from impls.reference import REFERENCES
+
+FAMILIES = ("softmax_backward", "cce_softmax_backward", "cce_logits_backward")
+
+# The arguments each family takes, in order.
+ARGUMENTS = {
+    "softmax_backward": ("probs", "dvalues"),
+    "cce_softmax_backward": ("probs", "labels"),
+    "cce_logits_backward": ("logits", "labels"),
+}
+
+BOTH_DTYPES = ("float32", "float64")
+
+
+def _outputs(n, classes, itemsize):
+    return n * classes * itemsize
+
+
+def _jacobian_per_sample(n, classes, itemsize):
+    """diagflat, the outer product and their difference: three L x L arrays."""
+    return 3 * classes * classes * itemsize + _outputs(n, classes, itemsize)
+
+
+def _jacobian_batched(n, classes, itemsize):
+    """The (N, L, L) stack of Jacobians, the product and the output."""
+    return (n * classes * classes + 2 * n * classes) * itemsize
+
+
+def _composed(n, classes, itemsize):
+    """One-hot targets and dL/ds, then the looped Jacobian."""
+    return 2 * n * classes * itemsize + _jacobian_per_sample(n, classes, itemsize)
+
+
+def _composed_logits(n, classes, itemsize):
+    return n * classes * itemsize + _composed(n, classes, itemsize)
+
+
+def _composed_vjp(n, classes, itemsize):
+    return 3 * n * classes * itemsize + n * itemsize
+
+
+def _vector(n, classes, itemsize):
+    """The output and at most one value per row."""
+    return _outputs(n, classes, itemsize) + n * itemsize
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of one family, loaded on first call."""
+
+    name: str
+    family: str
+    description: str
+    target: str  # "module:function"
+    requires: str | None = None  # the module an optional dependency provides
+    dtypes: tuple[str, ...] = BOTH_DTYPES
+    memory_model: Callable[[int, int, int], int] = _vector
+    jacobian: bool = False  # builds L x L Jacobians, so memory grows with L^2
+    baseline: bool = False  # the textbook path that speedups are measured against
+    compiled: bool = False  # compiled on first call for each signature
+    _state: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.name}"
+
+    def _load(self):
+        if "function" not in self._state:
+            module_name, function_name = self.target.split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as error:
+                self._state["function"] = None
+                self._state["reason"] = (
+                    f"{self.requires or module_name} is not installed ({error})"
+                )
+            else:
+                self._state["function"] = getattr(module, function_name)
+                self._state["reason"] = ""
+        return self._state["function"]
+
+    @property
+    def available(self) -> bool:
+        return self._load() is not None
+
+    @property
+    def reason(self) -> str:
+        """Why the backend cannot run here, or "" when it can."""
+        self._load()
+        return self._state["reason"]
+
+    def memory(self, n: int, classes: int, dtype) -> int:
+        """Estimate the bytes one call allocates for (N, L) inputs of `dtype`."""
+        return self.memory_model(n, classes, np.dtype(dtype).itemsize)
+
+    def __call__(self, *arrays, **options):
+        function = self._load()
+        if function is None:
+            raise ImportError(f"backend {self.key} is unavailable: {self.reason}")
+        return function(*arrays, **options)
+
+
+def _entry(family, name, target, description, **details):
+    return Backend(name, family, description, target, **details)
+
+
+_SOFTMAX = "softmax_backward"
+_CCE = "cce_softmax_backward"
+_LOGITS = "cce_logits_backward"
+
+_REGISTRY = (
+    _entry(
+        _SOFTMAX,
+        "looped_jacobian",
+        "impls.jacobian:looped_jacobian",
+        "textbook loop: per sample diagflat(s) - s s^T, times dvalues",
+        memory_model=_jacobian_per_sample,
+        jacobian=True,
+        baseline=True,
+    ),
+    _entry(
+        _SOFTMAX,
+        "einsum_jacobian",
+        "impls.jacobian:einsum_jacobian",
+        "all N Jacobians in one (N, L, L) array, contracted by np.einsum",
+        memory_model=_jacobian_batched,
+        jacobian=True,
+    ),
+    _entry(
+        _SOFTMAX,
+        "matmul_jacobian",
+        "impls.jacobian:matmul_jacobian",
+        "all N Jacobians in one (N, L, L) array, applied by np.matmul",
+        memory_model=_jacobian_batched,
+        jacobian=True,
+    ),
+    _entry(
+        _SOFTMAX,
+        "numpy_vjp",
+        "impls.vjp:numpy_vjp",
+        "Jacobian-free s * (d - sum(s * d)) in numpy",
+    ),
+    _entry(
+        _SOFTMAX,
+        "numba_serial",
+        "impls.numba_kernels:numba_serial",
+        "Jacobian-free, one serial numba kernel",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _SOFTMAX,
+        "numba_parallel",
+        "impls.numba_kernels:numba_parallel",
+        "Jacobian-free, numba kernel with rows spread over threads",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _CCE,
+        "composed_looped",
+        "impls.cce:composed_looped",
+        "textbook path: CCE backward -y / s / N, then the looped Jacobian",
+        memory_model=_composed,
+        jacobian=True,
+        baseline=True,
+    ),
+    _entry(
+        _CCE,
+        "composed_vjp",
+        "impls.cce:composed_vjp",
+        "CCE backward, then the Jacobian-free softmax backward",
+        memory_model=_composed_vjp,
+    ),
+    _entry(
+        _CCE,
+        "fused_numpy",
+        "impls.cce:fused_numpy",
+        "closed form (s - onehot) / N in numpy",
+    ),
+    _entry(
+        _CCE,
+        "fused_numba",
+        "impls.numba_kernels:fused_numba",
+        "closed form (s - onehot) / N in one numba kernel",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "composed_looped",
+        "impls.cce:composed_looped_logits",
+        "textbook path from logits: softmax, CCE backward, looped Jacobian",
+        memory_model=_composed_logits,
+        jacobian=True,
+        baseline=True,
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numpy",
+        "impls.cce:logits_numpy",
+        "stable softmax, then (s - onehot) / N, in numpy",
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba",
+        "impls.numba_kernels:logits_numba",
+        "stable softmax and (s - onehot) / N in one numba kernel",
+        requires="numba",
+        compiled=True,
+    ),
+)
+
+
+def backends(family: str | None = None) -> list[Backend]:
+    """List the backends of `family`, or of every family, available or not."""
+    if family is not None and family not in FAMILIES:
+        raise InputError(
+            f"unknown family `{family}`, expected one of: {', '.join(FAMILIES)}"
+        )
+    return [b for b in _REGISTRY if family is None or b.family == family]
+
+
+def get(family: str, name: str) -> Backend:
+    """Return the backend `name` of `family`."""
+    found = [b for b in backends(family) if b.name == name]
+    if not found:
+        names = ", ".join(b.name for b in backends(family))
+        raise InputError(
+            f"unknown backend `{name}` in family `{family}`, expected one of: {names}"
+        )
+    return found[0]
+
+
+def reference(family: str) -> Callable:
+    """Return the float64 oracle of `family`."""
+    backends(family)  # rejects an unknown family
+    return REFERENCES[family]
+
+
+__all__ = [
+    "ARGUMENTS",
+    "FAMILIES",
+    "Backend",
+    "InputError",
+    "backends",
+    "get",
+    "reference",
+]

@@ -1,0 +1,90 @@
+"""Gradient of mean categorical cross-entropy through softmax, in numpy.
+
+The composed paths follow the textbook: the CCE backward gives dL/ds =
+-y / s / N, then a softmax backward turns it into dL/dz. The fused paths use
+the closed form dL/dz = (s - y) / N, which holds when each label row sums to 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from impls._checks import float_matrix, labels_for, output_for
+from impls.jacobian import looped_jacobian
+from impls.vjp import numpy_vjp
+
+
+def _one_hot(labels, like):
+    """Return labels as dense (N, L) targets in the dtype of `like`."""
+    if labels.ndim == 2:
+        return labels
+    targets = np.zeros(like.shape, dtype=like.dtype)
+    np.put_along_axis(targets, labels[:, np.newaxis], 1, axis=1)
+    return targets
+
+
+def cce_backward(probs, targets):
+    """Return dL/ds of the mean CCE: -y / s / N."""
+    return -targets / probs / probs.shape[0]
+
+
+def composed_looped(probs, labels, *, out=None):
+    """Compute dL/dz as the textbook does: CCE backward, then the looped Jacobian."""
+    probs = float_matrix(probs, "probs")
+    labels = labels_for(labels, probs, "probs")
+    dvalues = cce_backward(probs, _one_hot(labels, probs))
+    return looped_jacobian(probs, dvalues, out=out)
+
+
+def composed_vjp(probs, labels, *, out=None):
+    """Compute dL/dz as CCE backward, then the Jacobian-free softmax backward."""
+    probs = float_matrix(probs, "probs")
+    labels = labels_for(labels, probs, "probs")
+    dvalues = cce_backward(probs, _one_hot(labels, probs))
+    return numpy_vjp(probs, dvalues, out=out)
+
+
+def _subtract_labels(probs, labels, out):
+    """Write (probs - y) / N into `out`, which already holds probs / N."""
+    n = probs.shape[0]
+    if labels.ndim == 1:
+        out[np.arange(n), labels] -= probs.dtype.type(1) / n
+    else:
+        out -= labels / probs.dtype.type(n)
+    return out
+
+
+def fused_numpy(probs, labels, *, out=None):
+    """Compute dL/dz in closed form: (probs - onehot) / N."""
+    probs = float_matrix(probs, "probs")
+    labels = labels_for(labels, probs, "probs")
+    out = output_for(out, probs, {"probs": probs, "labels": labels})
+    np.divide(probs, probs.dtype.type(probs.shape[0]), out=out)
+    return _subtract_labels(probs, labels, out)
+
+
+def stable_softmax(logits, out=None):
+    """Return softmax(logits) row by row, shifted by each row's max so exp cannot overflow."""
+    shifted = np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def composed_looped_logits(logits, labels, *, out=None):
+    """Compute dL/dz from logits the textbook way: softmax, CCE backward, looped Jacobian."""
+    logits = float_matrix(logits, "logits")
+    labels = labels_for(labels, logits, "logits")
+    probs = stable_softmax(logits)
+    dvalues = cce_backward(probs, _one_hot(labels, probs))
+    return looped_jacobian(probs, dvalues, out=out)
+
+
+def logits_numpy(logits, labels, *, out=None):
+    """Compute dL/dz from logits: a stable softmax, then (s - y) / N in place."""
+    logits = float_matrix(logits, "logits")
+    labels = labels_for(labels, logits, "logits")
+    out = output_for(out, logits, {"logits": logits, "labels": labels})
+    stable_softmax(logits, out=out)
+    out /= logits.dtype.type(logits.shape[0])
+    return _subtract_labels(out, labels, out)

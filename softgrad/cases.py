@@ -1,0 +1,220 @@
+"""Cases of a sweep: which (backend, size, dtype) to time, and the checks before timing.
+
+Every case passes the guards (dtype supported, memory estimate under the
+limit, predicted time under the budget) and the reference check before it is
+timed; a case that fails a guard is skipped with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+
+import impls
+from softgrad.grid import DTYPES, GRIDS, SEED, Size, make_inputs
+
+log = logging.getLogger(__name__)
+
+# Relative error allowed against the float64 oracle: max |error| / max |reference|.
+TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+
+DEFAULT_TIME_BUDGET_S = 2.0  # per call; slower cases are reported as skipped
+PROBE_ROWS = 8  # rows timed to predict the time of a full call
+
+
+def default_memory_limit() -> int:
+    """Return a quarter of this machine's physical memory, in bytes."""
+    return psutil.virtual_memory().total // 4
+
+
+class SoftgradError(Exception):
+    """A sweep cannot go on: bad options, a wrong answer, an unreadable file."""
+
+
+class MismatchError(SoftgradError):
+    """A backend's result differs from the float64 reference beyond tolerance."""
+
+
+class Skip(Exception):
+    """A case that is not timed, with the reason."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (backend, size, dtype) of a sweep."""
+
+    family: str
+    backend: str
+    size: Size
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}-{self.size}-{self.dtype}"
+
+    @property
+    def group(self) -> str:
+        return f"{self.family} N={self.size.n} L={self.size.classes} {self.dtype}"
+
+
+def format_bytes(count: float) -> str:
+    """Format a byte count in binary units, for example "512.0 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def plan(
+    grid: str = "default",
+    families=None,
+    backends=None,
+    sizes=None,
+    dtypes=None,
+) -> list[Case]:
+    """List the cases of a sweep, in family, size, dtype, backend order."""
+    families = list(families or impls.FAMILIES)
+    for family in families:
+        impls.backends(family)  # rejects an unknown family
+    if grid not in GRIDS:
+        raise SoftgradError(
+            f"unknown grid `{grid}`, expected one of: {', '.join(GRIDS)}"
+        )
+    sizes = list(sizes or GRIDS[grid])
+    dtypes = list(dtypes or DTYPES)
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise SoftgradError(
+                f"unsupported dtype `{dtype}`, expected one of: {', '.join(DTYPES)}"
+            )
+    known = {b.name for b in impls.backends()}
+    for name in backends or ():
+        if name not in known:
+            raise SoftgradError(
+                f"unknown backend `{name}`, expected one of: {', '.join(sorted(known))}"
+            )
+    cases = []
+    for family in families:
+        chosen = [
+            b for b in impls.backends(family) if not backends or b.name in backends
+        ]
+        for size in sizes:
+            for dtype in dtypes:
+                cases += [Case(family, b.name, size, dtype) for b in chosen]
+    return cases
+
+
+def memory_need(case: Case) -> int:
+    """Estimate the bytes a call needs: its inputs plus what it allocates."""
+    backend = impls.get(case.family, case.backend)
+    inputs = 2 * case.size.n * case.size.classes * np.dtype(case.dtype).itemsize
+    return inputs + backend.memory(case.size.n, case.size.classes, case.dtype)
+
+
+def check_static(case: Case, memory_limit: int) -> None:
+    """Raise Skip when the case cannot run here, without running anything."""
+    backend = impls.get(case.family, case.backend)
+    if not backend.available:
+        raise Skip(backend.reason)
+    if case.dtype not in backend.dtypes:
+        raise Skip(f"{case.dtype} is not supported by {backend.name}")
+    need = memory_need(case)
+    if need > memory_limit:
+        raise Skip(
+            f"needs {format_bytes(need)}, limit {format_bytes(memory_limit)}"
+        )
+
+
+def validate_inputs(family: str, arrays) -> None:
+    """Run the whole-array checks the backends leave out: finite values, one-hot rows."""
+    first, second = arrays
+    name = impls.ARGUMENTS[family][0]
+    if not np.isfinite(first).all():
+        raise impls.InputError(f"`{name}` contains NaN or infinity")
+    if family == "softmax_backward" and not np.isfinite(second).all():
+        raise impls.InputError("`dvalues` contains NaN or infinity")
+    if family != "softmax_backward" and np.ndim(second) == 2:
+        one_hot = ((second == 0) | (second == 1)).all(axis=1) & (second.sum(axis=1) == 1)
+        if not one_hot.all():
+            row = int(np.flatnonzero(~one_hot)[0])
+            raise impls.InputError(
+                f"one-hot `labels` row {row} is not one-hot: {second[row][:8]}"
+            )
+
+
+def predict_seconds(backend, arrays) -> float:
+    """Predict one call's time from a call on the first few rows."""
+    n = arrays[0].shape[0]
+    rows = min(n, PROBE_ROWS)
+    head = tuple(np.ascontiguousarray(a[:rows]) for a in arrays)
+    fastest = float("inf")
+    for _ in range(2):  # the first call may pay for page faults and caches
+        start = time.perf_counter()
+        backend(*head)
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest * n / rows
+
+
+def relative_error(result: np.ndarray, expected: np.ndarray) -> float:
+    """Return max |result - expected| / max |expected|, in float64."""
+    scale = np.abs(expected).max()
+    error = np.abs(result.astype(np.float64) - expected).max()
+    return float(error / scale) if scale > 0 else float(error)
+
+
+@dataclass
+class Prepared:
+    """A case ready to time: its backend, inputs and what was learned before timing."""
+
+    case: Case
+    backend: impls.Backend
+    arrays: tuple
+    compile_s: float | None
+    max_error: float
+
+
+def prepare(
+    case: Case,
+    memory_limit: int | None = None,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    seed: int = SEED,
+) -> Prepared:
+    """Build a case's inputs, warm the backend up and check it against the reference.
+
+    Raises Skip when a guard stops the case and MismatchError on a wrong answer.
+    """
+    memory_limit = default_memory_limit() if memory_limit is None else memory_limit
+    check_static(case, memory_limit)
+    backend = impls.get(case.family, case.backend)
+    arrays = make_inputs(case.family, case.size, case.dtype, seed)
+    validate_inputs(case.family, arrays)
+
+    compile_s = None
+    if backend.compiled:
+        # Compile on a tiny input so the compile time stays out of every timing.
+        tiny = tuple(np.ascontiguousarray(a[:1]) for a in arrays)
+        start = time.perf_counter()
+        backend(*tiny)
+        compile_s = time.perf_counter() - start
+
+    predicted = predict_seconds(backend, arrays)
+    if predicted > time_budget_s:
+        raise Skip(
+            f"predicted {predicted:.2f} s per call, time budget {time_budget_s:g} s"
+        )
+
+    expected = impls.reference(case.family)(*arrays)
+    result = backend(*arrays)
+    error = relative_error(result, expected)
+    tolerance = TOLERANCE[case.dtype]
+    if not error <= tolerance:
+        raise MismatchError(
+            f"{case.family}/{case.backend} at N={case.size.n}, L={case.size.classes}, "
+            f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
+        )
+    return Prepared(case, backend, arrays, compile_s, error)

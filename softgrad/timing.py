@@ -1,0 +1,137 @@
+"""The pytest plugin behind `pytest --benchmark-only` and `softgrad run`.
+
+It turns the command-line options into cases, prepares and checks each case
+before pytest-benchmark times it, records skipped and failed cases with their
+reasons, and stores them in the benchmark JSON beside the timings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+
+import pytest
+
+from softgrad import cases as sweep_cases
+from softgrad.grid import SMOKE_SIZE, parse_size
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def add_options(parser) -> None:
+    """Add softgrad's options to pytest."""
+    group = parser.getgroup("softgrad", "softgrad sweep")
+    group.addoption("--softgrad-grid", default="default", help="size grid: default, quick or large")
+    group.addoption("--softgrad-families", default="", help="comma-separated families (default: all)")
+    group.addoption("--softgrad-backends", default="", help="comma-separated backend names (default: all)")
+    group.addoption("--softgrad-sizes", default="", help="comma-separated NxL sizes, replacing the grid")
+    group.addoption("--softgrad-dtypes", default="", help="comma-separated dtypes (default: float64,float32)")
+    group.addoption("--softgrad-memory-limit-gib", type=float, default=None, help="memory limit per call in GiB (default: a quarter of physical memory)")
+    group.addoption("--softgrad-time-budget", type=float, default=sweep_cases.DEFAULT_TIME_BUDGET_S, help="predicted seconds per call past which a case is skipped")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def timing_requested(config) -> bool:
+    """Return True when pytest-benchmark is asked to time, not only to smoke-test."""
+    return bool(config.getoption("benchmark_only", False)) or bool(
+        config.getoption("benchmark_json", None)
+    )
+
+
+class SweepPlugin:
+    """Prepares each case, records skips and failures, and adds them to the JSON."""
+
+    def __init__(self, config):
+        self.config = config
+        self.timing = timing_requested(config)
+        limit = config.getoption("softgrad_memory_limit_gib")
+        self.memory_limit = (
+            sweep_cases.default_memory_limit() if limit is None else int(limit * 2**30)
+        )
+        self.time_budget = config.getoption("softgrad_time_budget")
+        self.skipped: list[dict] = []
+        self.failed: list[dict] = []
+        self.mismatched: set[tuple[str, str]] = set()
+        self.started = datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+    def cases_for(self, family: str) -> list[sweep_cases.Case]:
+        option = self.config.getoption
+        families = _split(option("softgrad_families"))
+        if families and family not in families:
+            return []
+        sizes = [parse_size(text) for text in _split(option("softgrad_sizes"))]
+        if not self.timing and not sizes:
+            sizes = [SMOKE_SIZE]
+        return sweep_cases.plan(
+            grid=option("softgrad_grid"),
+            families=[family],
+            backends=_split(option("softgrad_backends")),
+            sizes=sizes,
+            dtypes=_split(option("softgrad_dtypes")),
+        )
+
+    def run(self, benchmark, case: sweep_cases.Case) -> None:
+        """Prepare, check and time one case."""
+        if (case.family, case.backend) in self.mismatched:
+            pytest.skip(f"{case.backend} gave a wrong answer at an earlier size")
+        try:
+            prepared = sweep_cases.prepare(case, self.memory_limit, self.time_budget)
+        except sweep_cases.Skip as reason:
+            pytest.skip(str(reason))
+        except sweep_cases.MismatchError:
+            self.mismatched.add((case.family, case.backend))
+            raise
+
+        backend = prepared.backend
+        benchmark.group = case.group
+        benchmark.extra_info.update(
+            family=case.family,
+            backend=case.backend,
+            n=case.size.n,
+            classes=case.size.classes,
+            dtype=case.dtype,
+            baseline=backend.baseline,
+            jacobian=backend.jacobian,
+            compile_s=prepared.compile_s,
+            max_error=prepared.max_error,
+            allocates_output=True,
+        )
+        benchmark(backend, *prepared.arrays)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        if case is None:
+            return
+        entry = {
+            "family": case.family,
+            "backend": case.backend,
+            "n": case.size.n,
+            "classes": case.size.classes,
+            "dtype": case.dtype,
+        }
+        if report.skipped and not any(e == entry for e in self.skipped):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            self.skipped.append({**entry, "reason": reason.removeprefix("Skipped: ")})
+        elif report.failed:
+            message = str(call.excinfo.value) if call.excinfo else report.longreprtext
+            self.failed.append({**entry, "reason": message})
+
+    def pytest_benchmark_update_json(self, config, benchmarks, output_json):
+        output_json["softgrad"] = {
+            "schema_version": SCHEMA_VERSION,
+            "started": self.started,
+            "command": " ".join(sys.argv),
+            "memory_limit": self.memory_limit,
+            "time_budget_s": self.time_budget,
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }
