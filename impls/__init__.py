@@ -73,6 +73,9 @@ class Backend:
     jacobian: bool = False  # builds L x L Jacobians, so memory grows with L^2
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
+    # "module:object" with convert(arrays), finish(result) and to_numpy(result),
+    # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.
+    adapter: str | None = None
     _state: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -81,17 +84,16 @@ class Backend:
 
     def _load(self):
         if "function" not in self._state:
-            module_name, function_name = self.target.split(":")
             try:
-                module = importlib.import_module(module_name)
+                function = _resolve(self.target)
+                adapter = _resolve(self.adapter) if self.adapter else NUMPY_ADAPTER
+                reason = adapter.unavailable_reason()
             except ImportError as error:
-                self._state["function"] = None
-                self._state["reason"] = (
-                    f"{self.requires or module_name} is not installed ({error})"
-                )
-            else:
-                self._state["function"] = getattr(module, function_name)
-                self._state["reason"] = ""
+                function, adapter = None, None
+                reason = f"{self.requires or error.name} is not installed ({error})"
+            if reason:
+                function = None
+            self._state.update(function=function, adapter=adapter, reason=reason)
         return self._state["function"]
 
     @property
@@ -108,11 +110,61 @@ class Backend:
         """Estimate the bytes one call allocates for (N, L) inputs of `dtype`."""
         return self.memory_model(n, classes, np.dtype(dtype).itemsize)
 
-    def __call__(self, *arrays, **options):
+    def _require(self):
         function = self._load()
         if function is None:
             raise ImportError(f"backend {self.key} is unavailable: {self.reason}")
-        return function(*arrays, **options)
+        return function, self._state["adapter"]
+
+    def convert(self, *arrays) -> tuple:
+        """Turn numpy inputs into the backend's native arrays; not part of a timing."""
+        return self._require()[1].convert(arrays)
+
+    def call_native(self, *native, **options):
+        """Compute on native arrays and wait until the result is ready: what is timed."""
+        function, adapter = self._require()
+        return adapter.finish(function(*native, **options))
+
+    def to_numpy(self, result) -> np.ndarray:
+        """Turn a native result into a numpy array; not part of a timing."""
+        return self._require()[1].to_numpy(result)
+
+    def __call__(self, *arrays, **options):
+        """Compute the gradient of numpy inputs and return it as a numpy array."""
+        function, adapter = self._require()
+        if adapter is NUMPY_ADAPTER:
+            return function(*arrays, **options)
+        return adapter.to_numpy(self.call_native(*self.convert(*arrays), **options))
+
+
+class Adapter:
+    """How the harness moves data in and out of a backend's native arrays.
+
+    The numpy adapter passes arrays through. A peer or GPU backend overrides
+    convert (host to device, outside the timing), finish (synchronize, inside
+    the timing) and to_numpy (device to host, for the reference check).
+    """
+
+    def unavailable_reason(self) -> str:
+        """Return why the backend cannot run here (no device, say), or ""."""
+        return ""
+
+    def convert(self, arrays: tuple) -> tuple:
+        return arrays
+
+    def finish(self, result):
+        return result
+
+    def to_numpy(self, result) -> np.ndarray:
+        return np.asarray(result)
+
+
+NUMPY_ADAPTER = Adapter()
+
+
+def _resolve(target: str):
+    module_name, attribute = target.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def _entry(family, name, target, description, **details):
@@ -256,6 +308,7 @@ def reference(family: str) -> Callable:
 __all__ = [
     "ARGUMENTS",
     "FAMILIES",
+    "Adapter",
     "Backend",
     "InputError",
     "backends",

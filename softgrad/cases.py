@@ -173,7 +173,9 @@ class Prepared:
 
     case: Case
     backend: impls.Backend
-    arrays: tuple
+    arrays: tuple  # numpy inputs
+    native: tuple  # the same inputs as the backend's native arrays, what is timed
+    convert_s: float  # time to convert the numpy inputs to native arrays
     compile_s: float | None
     max_error: float
 
@@ -208,8 +210,12 @@ def prepare(
             f"predicted {predicted:.2f} s per call, time budget {time_budget_s:g} s"
         )
 
+    start = time.perf_counter()
+    native = backend.convert(*arrays)
+    convert_s = time.perf_counter() - start
+
     expected = impls.reference(case.family)(*arrays)
-    result = backend(*arrays)
+    result = backend.to_numpy(backend.call_native(*native))
     error = relative_error(result, expected)
     tolerance = TOLERANCE[case.dtype]
     if not error <= tolerance:
@@ -217,4 +223,4 @@ def prepare(
             f"{case.family}/{case.backend} at N={case.size.n}, L={case.size.classes}, "
             f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
         )
-    return Prepared(case, backend, arrays, compile_s, error)
+    return Prepared(case, backend, arrays, native, convert_s, compile_s, error)

@@ -99,10 +99,11 @@ class SweepPlugin:
             baseline=backend.baseline,
             jacobian=backend.jacobian,
             compile_s=prepared.compile_s,
+            convert_s=prepared.convert_s,
             max_error=prepared.max_error,
             allocates_output=True,
         )
-        benchmark(backend, *prepared.arrays)
+        benchmark(backend.call_native, *prepared.native)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

@@ -1,0 +1,7 @@
+"""Allow `python -m softgrad`."""
+
+import sys
+
+from softgrad.cli import main
+
+sys.exit(main())
