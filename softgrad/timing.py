@@ -109,8 +109,9 @@ class SweepPlugin:
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-        if case is None:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if not isinstance(case, sweep_cases.Case):
             return
         entry = {
             "family": case.family,
