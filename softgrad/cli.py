@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         help="skip cases predicted to take longer than this many seconds per call "
-        "(default: 2, or 0.25 with --quick)",
+        "(default: 3, or 0.25 with --quick)",
     )
     run.add_argument(
         "--max-time",
@@ -208,7 +208,9 @@ class ProgressPlugin:
 def _time_budget(options) -> float:
     if options.time_budget is not None:
         return options.time_budget
-    return 0.25 if options.quick else 2.0
+    from softgrad.cases import DEFAULT_TIME_BUDGET_S
+
+    return 0.25 if options.quick else DEFAULT_TIME_BUDGET_S
 
 
 def _pytest_arguments(options, raw_path: Path) -> list[str]:
