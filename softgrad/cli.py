@@ -51,10 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log debugging details"
     )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print no progress and no tables, only errors (for scripts)",
+    )
+    # The same two options after the command name; SUPPRESS keeps an option
+    # given before the command name when it is not repeated after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log debugging details",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print no progress and no tables, only errors (for scripts)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
         "run",
+        parents=[common],
         help="check every backend, time the grid, write the summary and report",
     )
     run.add_argument("--families", help="comma-separated families (default: all)")
@@ -116,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     report = commands.add_parser(
-        "report", help="rebuild summary and report from saved results, timing nothing"
+        "report",
+        parents=[common],
+        help="rebuild summary and report from saved results, timing nothing",
     )
     report.add_argument("files", nargs="+", type=Path, help="raw results JSON files")
     report.add_argument(
@@ -126,7 +152,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for summary and report (default: %(default)s)",
     )
 
-    commands.add_parser("list", help="list every backend and whether it runs here")
+    compare = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="compare two saved runs case by case, with the noise of each ratio",
+    )
+    compare.add_argument("old", type=Path, help="raw results JSON of the older run")
+    compare.add_argument("new", type=Path, help="raw results JSON of the newer run")
+    compare.add_argument(
+        "--fail-above",
+        type=float,
+        metavar="FACTOR",
+        help="exit with status 1 when a case is flagged slower and NEW / OLD is "
+        "above FACTOR, for example 1.5 (default: never)",
+    )
+    compare.add_argument(
+        "--min-change",
+        type=float,
+        metavar="FACTOR",
+        help="flag a case only when its 95%% interval lies beyond this factor "
+        "either way (default: softgrad.compare.DEFAULT_MIN_CHANGE, 1.1)",
+    )
+    compare.add_argument(
+        "--relative",
+        action="store_true",
+        help="divide every ratio by the geometric mean of all ratios, to take out "
+        "a slowdown of the whole machine between the runs",
+    )
+    compare.add_argument(
+        "--output", type=Path, help="also write the comparison to this CSV file"
+    )
+
+    commands.add_parser(
+        "list", parents=[common], help="list every backend and whether it runs here"
+    )
     return parser
 
 
@@ -385,7 +444,58 @@ def command_list(options, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "report": command_report, "list": command_list}
+def command_compare(options, console: Console) -> int:
+    from softgrad import compare
+
+    for path in (options.old, options.new):
+        if not path.is_file():
+            raise CommandError(f"results file `{path}` not found")
+    if options.fail_above is not None and not options.fail_above >= 1:
+        raise CommandError(
+            f"`--fail-above` must be 1 or more, got {options.fail_above}"
+        )
+    min_change = options.min_change
+    if min_change is None:
+        min_change = compare.DEFAULT_MIN_CHANGE
+    if not min_change >= 1:
+        raise CommandError(f"`--min-change` must be 1 or more, got {min_change}")
+    try:
+        comparison, extra = compare.compare_files(
+            options.old,
+            options.new,
+            min_change=min_change,
+            relative=options.relative,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if comparison.empty:
+        raise CommandError(
+            f"`{options.old}` and `{options.new}` have no timed case in common"
+        )
+    if options.output:
+        compare.write_comparison(comparison, options.output)
+    compare.print_comparison(comparison, extra, min_change, console)
+    if options.fail_above is None:
+        return 0
+    failing = compare.regressions(comparison, options.fail_above)
+    for row in failing.itertuples():
+        # On stderr, so that --quiet still prints why the exit status is 1.
+        print(
+            f"softgrad: regression: {row.family}/{row.backend} {row.n}x{row.classes}"
+            f" {row.dtype} is {row.ratio:.2f}x slower (95% interval"
+            f" {row.ratio_low:.2f}x to {row.ratio_high:.2f}x), above"
+            f" --fail-above {options.fail_above:g}",
+            file=sys.stderr,
+        )
+    return 1 if len(failing) else 0
+
+
+COMMANDS = {
+    "run": command_run,
+    "report": command_report,
+    "compare": command_compare,
+    "list": command_list,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if options.command == "run" and not options.keep_openblas_env and argv is None:
         _reexec_without_openblas_env()
-    console = Console(file=sys.stdout)
+    console = Console(file=sys.stdout, quiet=options.quiet)
     try:
         return COMMANDS[options.command](options, console)
     except CommandError as error:

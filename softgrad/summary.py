@@ -231,6 +231,8 @@ def _benchmark_row(path: Path, benchmark) -> dict:
     row.update({key: extra.get(key) for key in OPTIONAL_FIELDS})
     row.update({key: stats[key] for key in STAT_FIELDS})
     row["source"] = str(path)
+    # Every timed sample, when the file keeps them; no table has a column for them.
+    row["samples"] = stats.get("data")
     return row
 
 
