@@ -396,7 +396,7 @@ def _machine_line(info: dict) -> str:
 
 def _publish(paths: list[Path], results: Path, console: Console) -> int:
     """Build the summary, tables and report from raw files; return an exit status."""
-    from softgrad import report, summary
+    from softgrad import report, scaling, summary
 
     try:
         timings, skipped, runs = summary.load_results(paths)
@@ -404,12 +404,14 @@ def _publish(paths: list[Path], results: Path, console: Console) -> int:
         raise CommandError(str(error)) from None
     table = summary.summarize(timings)
     summary.write_summary(table, results)
+    scaling.write_scaling(table, results)
     summary.print_table(table, console)
     report_path = results / "report.html"
     report.write_report(table, skipped, runs, report_path)
     if len(skipped):
         console.print(f"{len(skipped)} cases skipped; the report lists each reason")
     console.print(f"summary: {results / 'summary.md'}, {results / 'summary.csv'}")
+    console.print(f"scaling: {results / 'scaling.md'}, {results / 'scaling.csv'}")
     console.print(f"report: {report_path}")
     failed = skipped[skipped["status"] == "failed"] if "status" in skipped else []
     for row in getattr(failed, "itertuples", lambda: [])():
