@@ -183,6 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="also write the comparison to this CSV file"
     )
 
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write every run's statistics as one tidy table, CSV or Parquet",
+    )
+    export.add_argument("files", nargs="+", type=Path, help="raw results JSON files")
+    export.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="the table to write: a .csv or .parquet file (Parquet needs pyarrow)",
+    )
+    export.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        help="the file format (default: from the --output suffix)",
+    )
+
     commands.add_parser(
         "list", parents=[common], help="list every backend and whether it runs here"
     )
@@ -396,7 +415,7 @@ def _machine_line(info: dict) -> str:
 
 def _publish(paths: list[Path], results: Path, console: Console) -> int:
     """Build the summary, tables and report from raw files; return an exit status."""
-    from softgrad import report, scaling, summary
+    from softgrad import export, report, scaling, summary
 
     try:
         timings, skipped, runs = summary.load_results(paths)
@@ -405,6 +424,7 @@ def _publish(paths: list[Path], results: Path, console: Console) -> int:
     table = summary.summarize(timings)
     summary.write_summary(table, results)
     scaling.write_scaling(table, results)
+    export.write_tidy(export.tidy_table(paths), results / "tidy.csv")
     summary.print_table(table, console)
     report_path = results / "report.html"
     report.write_report(table, skipped, runs, report_path)
@@ -425,6 +445,22 @@ def command_report(options, console: Console) -> int:
             raise CommandError(f"results file `{path}` not found")
     results = _writable_folder(options.results)
     return _publish(list(options.files), results, console)
+
+
+def command_export(options, console: Console) -> int:
+    from softgrad import export
+
+    for path in options.files:
+        if not path.is_file():
+            raise CommandError(f"results file `{path}` not found")
+    try:
+        export.format_of(options.output, options.format)
+        table = export.tidy_table(options.files)
+        path = export.write_tidy(table, options.output, options.format)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    console.print(f"{len(table)} rows from {len(options.files)} runs: {path}")
+    return 0
 
 
 def command_list(options, console: Console) -> int:
@@ -496,6 +532,7 @@ COMMANDS = {
     "run": command_run,
     "report": command_report,
     "compare": command_compare,
+    "export": command_export,
     "list": command_list,
 }
 

@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 
+from softgrad.machine import machine_label
 from softgrad.summary import (
     CASE_KEY,
     Column,
@@ -164,13 +165,6 @@ def _rows_by_case(path: str | os.PathLike) -> tuple[dict, dict]:
     return {tuple(row[key] for key in CASE_KEY): row for row in timed}, run
 
 
-def _machine_name(run: dict) -> str:
-    machine = run.get("machine") or {}
-    info = run.get("machine_info") or {}
-    cpu = machine.get("cpu") or (info.get("cpu") or {}).get("brand_raw") or "?"
-    return f"{info.get('node', '?')} ({cpu}, {machine.get('logical_cores', '?')} cores)"
-
-
 def compare_files(
     old_path: str | os.PathLike,
     new_path: str | os.PathLike,
@@ -229,7 +223,7 @@ def compare_files(
     extra = {
         "only_old": sorted(set(old) - set(new)),
         "only_new": sorted(set(new) - set(old)),
-        "machines": (_machine_name(old_run), _machine_name(new_run)),
+        "machines": (machine_label(old_run), machine_label(new_run)),
         "shift": shift,
         "relative": relative,
     }

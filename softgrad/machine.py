@@ -132,3 +132,36 @@ def probe() -> dict:
     }
     log.debug("machine: %s", description)
     return description
+
+
+def machine_label(run: dict) -> str:
+    """Name the machine of a loaded run, as "host (CPU, 8 cores)".
+
+    `run` is one of the dicts softgrad.summary.load_results returns. Runs with
+    equal labels are treated as one machine; the host name comes from
+    pytest-benchmark's `machine_info` and the CPU from softgrad's probe.
+    """
+    machine = run.get("machine") or {}
+    info = run.get("machine_info") or {}
+    cpu = (
+        machine.get("cpu") or (info.get("cpu") or {}).get("brand_raw") or "unknown CPU"
+    )
+    cores = machine.get("logical_cores") or (info.get("cpu") or {}).get("count")
+    host = info.get("node") or "unknown host"
+    return f"{host} ({cpu}, {cores or '?'} cores)"
+
+
+def machine_bandwidth(run: dict) -> float | None:
+    """Return the memory bandwidth in GB/s measured for a loaded run, or None.
+
+    softgrad.bandwidth.probe's result is stored as `bandwidth` in the machine
+    description or in the run's `softgrad` section; its `triad_gb_per_s` is the
+    figure. A plain number there is read as GB/s.
+    """
+    machine = run.get("machine") or {}
+    for measured in (machine.get("bandwidth"), run.get("bandwidth")):
+        if isinstance(measured, dict):
+            measured = measured.get("triad_gb_per_s")
+        if isinstance(measured, (int, float)) and measured > 0:
+            return float(measured)
+    return None

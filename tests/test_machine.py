@@ -126,3 +126,34 @@ def test_describe_pool_openmp():
     pool = {"user_api": "openmp", "internal_api": "openmp", "prefix": "libgomp"}
     pool["num_threads"] = 2
     assert machine.describe_pool(pool) == "libgomp, 2 threads"
+
+
+def test_machine_label_from_both_descriptions():
+    """The label joins pytest-benchmark's host name with softgrad's CPU and cores."""
+    run = {
+        "machine": {"cpu": "AMD EPYC", "logical_cores": 2},
+        "machine_info": {"node": "box", "cpu": {"brand_raw": "other", "count": 8}},
+    }
+    assert machine.machine_label(run) == "box (AMD EPYC, 2 cores)"
+
+
+def test_machine_label_without_softgrad_probe():
+    """A plain pytest-benchmark file still names its CPU and core count."""
+    run = {"machine_info": {"node": "box", "cpu": {"brand_raw": "Xeon", "count": 8}}}
+    assert machine.machine_label(run) == "box (Xeon, 8 cores)"
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ({"machine": {"bandwidth": {"triad_gb_per_s": 36.5}}}, 36.5),
+        ({"machine": {}, "bandwidth": {"triad_gb_per_s": 12.0}}, 12.0),
+        ({"machine": {"bandwidth": 20}}, 20.0),
+        ({"machine": {"bandwidth": {"gb_per_s": {}}}}, None),
+        ({"machine": {"bandwidth": 0}}, None),
+        ({}, None),
+    ],
+)
+def test_machine_bandwidth(run, expected):
+    """The triad figure is read from the machine or the run; anything else is None."""
+    assert machine.machine_bandwidth(run) == expected
