@@ -27,7 +27,7 @@ import numpy as np
 import threadpoolctl
 
 import impls
-from softgrad.grid import SEED
+from softgrad.grid import DIGITS_LOGITS_PATH, SEED
 
 log = logging.getLogger(__name__)
 
@@ -294,11 +294,21 @@ class Run:
         return float(np.median(np.divide(self.gradient_s, self.epoch_s)))
 
 
+@dataclass
+class Trained:
+    """A trained network with its loss curve and timings."""
+
+    network: Network
+    loss_curve: list[float]  # training loss before epoch 1, then after each epoch
+    epoch_s: list[float]
+    gradient_s: list[float]
+    test_accuracy: float
+
+
 def train_network(
     gradient: OutputGradient, config: TrainConfig, digits: Digits
-) -> tuple[list[float], list[float], list[float], float]:
-    """Train from the seeded start; return the loss curve, epoch and gradient
-    seconds per epoch, and the final test accuracy."""
+) -> Trained:
+    """Train the network from its seeded start with `gradient` as the output backward."""
     train_x, train_y = digits.train_x, digits.train_y
     if config.train_samples is not None:
         train_x = train_x[: config.train_samples]
@@ -326,7 +336,7 @@ def train_network(
 
     predictions = network.logits(digits.test_x).argmax(axis=1)
     accuracy = float((predictions == digits.test_y).mean())
-    return losses, epoch_s, gradient_s, accuracy
+    return Trained(network, losses, epoch_s, gradient_s, accuracy)
 
 
 def steps_per_run(config: TrainConfig, train_samples: int) -> int:
@@ -520,7 +530,7 @@ def _train_all(backends, config, progress) -> TrainResults:
     reference = _reference_backend(config.dtype)
     reference_curve = train_network(
         output_gradient(reference, "cce_logits_backward"), config, digits
-    )[0]
+    ).loss_curve
     results = TrainResults(
         config, train_samples, len(digits.test_y), tolerance, reference_curve
     )
@@ -540,19 +550,19 @@ def _train_all(backends, config, progress) -> TrainResults:
         if progress:
             progress(key)
         warm_up_s = _warm_up(backend, backend.family, config, digits)
-        losses, epoch_s, gradient_s, accuracy = train_network(
+        trained = train_network(
             output_gradient(backend, backend.family), config, digits
         )
         run = Run(
             backend.family,
             backend.name,
-            losses,
-            epoch_s,
-            gradient_s,
-            accuracy,
+            trained.loss_curve,
+            trained.epoch_s,
+            trained.gradient_s,
+            trained.test_accuracy,
             compile_s=warm_up_s if backend.compiled else None,
         )
-        differences = relative_difference(losses, reference_curve)
+        differences = relative_difference(run.loss_curve, reference_curve)
         run.max_difference = float(np.max(differences))
         beyond = np.flatnonzero(~(differences <= tolerance))
         if beyond.size:
@@ -566,6 +576,38 @@ def _train_all(backends, config, progress) -> TrainResults:
             )
         results.runs.append(run)
     return results
+
+
+def digits_logits(config: TrainConfig = TrainConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Train with LOGITS_BACKEND; return the trained network's logits on the training
+    split and the true labels: the rows of the "peaked" input distribution."""
+    backend = impls.get("cce_logits_backward", LOGITS_BACKEND)
+    digits = load_digits_split(config.seed, config.dtype)
+    trained = train_network(output_gradient(backend, backend.family), config, digits)
+    train_x, train_y = digits.train_x, digits.train_y
+    if config.train_samples is not None:
+        train_x = train_x[: config.train_samples]
+        train_y = train_y[: config.train_samples]
+    return trained.network.logits(train_x), train_y
+
+
+def save_digits_logits(path: Path = DIGITS_LOGITS_PATH) -> Path:
+    """Write the "peaked" rows of softgrad.grid to `path`: float32 logits, int8 labels.
+
+    Run it again only on purpose (it changes the inputs of the sweep):
+    `python -c "from softgrad.train import save_digits_logits; save_digits_logits()"`.
+    """
+    config = TrainConfig()
+    logits, labels = digits_logits(config)
+    with open(path, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            logits=logits.astype(np.float32),
+            labels=labels.astype(np.int8),
+            epochs=config.epochs,
+            seed=config.seed,
+        )
+    return path
 
 
 # The per-backend table: (key, heading). The terminal table, the CSV and the

@@ -112,8 +112,8 @@ def test_training_is_deterministic():
     backend = impls.get("cce_logits_backward", "logits_numpy")
     digits = train.load_digits_split(SHORT.seed, SHORT.dtype)
     gradient = train.output_gradient(backend, backend.family)
-    first = train.train_network(gradient, SHORT, digits)[0]
-    second = train.train_network(gradient, SHORT, digits)[0]
+    first = train.train_network(gradient, SHORT, digits).loss_curve
+    second = train.train_network(gradient, SHORT, digits).loss_curve
     assert first == second
 
 
