@@ -24,9 +24,10 @@ LLAMA3 = 128256  # Llama 3's vocabulary
 DTYPES = ("float64", "float32")
 SEED = 20261204
 
-# How the logits are spread: "normal" is 3 times a standard normal; "peaked"
-# rows are confident like a trained classifier's (see make_logits); "large"
-# rows reach |z| = 1e4, where exp(z) overflows and a naive softmax fails.
+# Input distributions of the logits. "normal" is 3 times a standard normal,
+# "peaked" rows are confident like a trained classifier's (see make_logits),
+# and "large" rows reach |z| = 1e4, where exp(z) overflows and a softmax without
+# the max shift fails.
 DISTRIBUTIONS = ("normal", "peaked", "large")
 
 # Logits of the digits network after `softgrad train`'s default training, on
@@ -112,7 +113,7 @@ def _generator(size: Size, seed: int) -> np.random.Generator:
 def make_logits(
     size: Size, dtype="float64", seed: int = SEED, distribution: str = "normal"
 ) -> np.ndarray:
-    """Return seeded logits of shape (N, L), spread as `distribution` says.
+    """Return seeded logits of shape (N, L), drawn from `distribution`.
 
     "normal" (the default) is 3 times a standard normal. "peaked" rows are
     confident: for L = 10 they are rows of the trained digits network's
@@ -198,9 +199,10 @@ def _peaked(size: Size, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Return peaked logits and labels that match them as the network's do.
 
     For L = 10, rows of the stored digits logits, drawn with replacement. For
-    other L, each row copies a stored row's shape: other logits normal with its
-    spread and mean, and a top class of the same log-odds against all of them
-    (so its probability matches), labelled correctly as often as the network.
+    other L, each row copies the shape of a stored row. Its other logits are
+    normal with that row's spread and mean, and its top class has the same
+    log-odds against them, so the top probability matches. The label is the
+    top class as often as the network's label is.
     """
     rng = _distribution_generator(size, seed, "peaked")
     logits, labels = digits_rows()

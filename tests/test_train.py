@@ -69,7 +69,7 @@ def test_short_run_lowers_loss(short_results):
 
 
 def test_short_run_curve_length(short_results):
-    """A loss curve holds the loss before training and after each epoch."""
+    """A loss curve contains the loss before training and after each epoch."""
     for run in short_results.runs:
         assert len(run.loss_curve) == SHORT.epochs + 1
         assert len(run.epoch_s) == SHORT.epochs
@@ -95,6 +95,14 @@ def test_nan_backend_caught():
     """A backend that returns NaN diverges at epoch 1."""
     results = train.train_backends([_scaled(np.nan)], SHORT)
     assert results.runs[0].diverged_epoch == 1
+
+
+def test_nan_backend_largest_pair():
+    """A NaN loss curve makes the largest pair difference NaN, not 0."""
+    results = train.train_backends([_scaled(1.0), _scaled(np.nan)], SHORT)
+    pair = results.largest_pair_difference()
+    assert np.isnan(pair["value"])
+    assert pair["epoch"] == 1
 
 
 def test_unavailable_backend_skipped():
