@@ -261,3 +261,15 @@ def test_cli_train_rejects_zero_epochs(tmp_path, capsys):
     status = cli.main(["train", "--epochs=0", f"--results={tmp_path}"])
     assert status == 2
     assert "`epochs`" in capsys.readouterr().err
+
+
+def test_cli_train_fails_on_divergence(tmp_path, capsys, monkeypatch):
+    """A diverging backend makes `softgrad train` exit 1, naming the epoch."""
+    monkeypatch.setattr(
+        train, "select_backends", lambda families, names: [_scaled(1 + 1e-6)]
+    )
+    status = cli.main(["train", "--epochs=2", f"--results={tmp_path}"])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "epoch 1" in error
+    assert (tmp_path / "train.json").is_file()
