@@ -139,7 +139,7 @@ def validate_labels(
 
 @dataclass(frozen=True)
 class LossTerms:
-    """Inputs of an option path: checked labels, class weights and the reduction's scale."""
+    """Inputs of an option path: labels, class weights and the reduction's scale."""
 
     labels: np.ndarray  # (N,) int64, 0 where ignored; or (N, L) targets
     kept: np.ndarray  # (N,) bool
@@ -228,7 +228,6 @@ def accepts_loss_options(option_path):
         backend.__qualname__ = default_path.__qualname__
         backend.__module__ = default_path.__module__
         backend.__doc__ = (default_path.__doc__ or "") + "\n" + OPTIONS_DOC
-        backend.default_path = default_path
         return backend
 
     return decorate

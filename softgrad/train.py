@@ -182,7 +182,7 @@ class Network:
     def initial(
         cls, inputs: int, hidden: int, classes: int, seed: int, dtype: str
     ) -> Network:
-        """Draw He-initialised weights (zero biases) from a generator seeded by `seed`."""
+        """Draw He-initialised weights and zero biases, seeded by `seed`."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
         w1 = rng.standard_normal((inputs, hidden)) * np.sqrt(2.0 / inputs)
         w2 = rng.standard_normal((hidden, classes)) * np.sqrt(2.0 / hidden)
@@ -308,7 +308,7 @@ class Trained:
 def train_network(
     gradient: OutputGradient, config: TrainConfig, digits: Digits
 ) -> Trained:
-    """Train the network from its seeded start with `gradient` as the output backward."""
+    """Train the network from its seeded start, with `gradient` as output backward."""
     train_x, train_y = digits.train_x, digits.train_y
     if config.train_samples is not None:
         train_x = train_x[: config.train_samples]
@@ -458,7 +458,7 @@ class TrainResults:
         return largest
 
     def raise_for_divergence(self) -> None:
-        """Raise DivergenceError for the first backend whose curve left the reference."""
+        """Raise DivergenceError for the first backend that left the reference."""
         for run in self.diverged():
             epoch = run.diverged_epoch
             difference = relative_difference(
@@ -694,7 +694,7 @@ def _finite(value):
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    """Write `text` to `path` through a temporary file in its folder and a rename."""
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}-", suffix=".tmp"
     )
@@ -709,7 +709,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def write_results(document: dict, folder: Path) -> tuple[Path, Path]:
-    """Write train.json and train.csv into `folder`, each atomically; return both paths."""
+    """Write train.json and train.csv into `folder` atomically; return both paths."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = folder / "train.json", folder / "train.csv"
     _write_atomically(json_path, json.dumps(_finite(document), indent=1) + "\n")
