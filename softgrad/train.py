@@ -793,6 +793,9 @@ def loss_curve_png(document: dict) -> bytes:
     return buffer.getvalue()
 
 
+PLOT_ALT = "loss curves of every backend and their distance from the reference"
+
+
 def train_section_html(results: dict) -> str:
     """Return the report's training section as an HTML fragment.
 
@@ -837,7 +840,6 @@ def train_section_html(results: dict) -> str:
         f"<p>{escape(settings)}</p>\n"
         f"<p>{escape(pair_text)}</p>\n"
         f"<table>\n<thead><tr>{header}</tr></thead>\n<tbody>{body}</tbody>\n</table>\n"
-        f'<img alt="{escape("loss curves of every backend and their distance from the reference")}" '
-        f'src="data:image/png;base64,{image}">\n'
+        f'<img alt="{PLOT_ALT}" src="data:image/png;base64,{image}">\n'
         "</section>\n"
     )

@@ -77,7 +77,7 @@ def _arguments(backend, logits, labels):
 
 
 def _finite_difference_gradient(logits, labels, options, step=1e-5):
-    """Return the central-difference gradient of the reduced loss (summed for "none")."""
+    """Return the central-difference gradient of the loss (summed for "none")."""
     gradient = np.zeros_like(logits)
     for index in np.ndindex(logits.shape):
         plus, minus = logits.copy(), logits.copy()
@@ -225,7 +225,7 @@ def test_all_ignored_gives_zeros(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
 def test_zero_weight_total_gives_nan(backend):
-    """A mean over kept samples of total weight 0 is NaN on those rows, as in PyTorch."""
+    """A mean over kept samples of total weight 0 is NaN there, as in PyTorch."""
     logits, _ = _inputs("index", None)
     labels = np.zeros(N, dtype=np.int64)
     labels[0] = -100
