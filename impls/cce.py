@@ -76,16 +76,24 @@ def _fused_from_coefficients(probs, coefficients, out):
     return out
 
 
+def _option_dvalues(probs, terms):
+    """Return dL/ds = -C / s, with 0 wherever C is 0, as cce_backward does."""
+    coefficients = loss_coefficients(terms, probs.dtype)
+    dvalues = np.zeros_like(probs)
+    np.divide(coefficients, probs, out=dvalues, where=coefficients != 0)
+    return np.negative(dvalues, out=dvalues)
+
+
 def _composed_looped_options(probs, labels, options, *, out=None):
     probs, terms = _checked(probs, labels, "probs", options)
-    dvalues = -loss_coefficients(terms, probs.dtype) / probs
-    return looped_jacobian(probs, dvalues, out=out)
+    out = output_for(out, probs, {"probs": probs, "labels": np.asarray(labels)})
+    return looped_jacobian(probs, _option_dvalues(probs, terms), out=out)
 
 
 def _composed_vjp_options(probs, labels, options, *, out=None):
     probs, terms = _checked(probs, labels, "probs", options)
-    dvalues = -loss_coefficients(terms, probs.dtype) / probs
-    return numpy_vjp(probs, dvalues, out=out)
+    out = output_for(out, probs, {"probs": probs, "labels": np.asarray(labels)})
+    return numpy_vjp(probs, _option_dvalues(probs, terms), out=out)
 
 
 def _fused_numpy_options(probs, labels, options, *, out=None):
@@ -97,9 +105,9 @@ def _fused_numpy_options(probs, labels, options, *, out=None):
 
 def _composed_looped_logits_options(logits, labels, options, *, out=None):
     logits, terms = _checked(logits, labels, "logits", options)
+    out = output_for(out, logits, {"logits": logits, "labels": np.asarray(labels)})
     probs = stable_softmax(logits)
-    dvalues = -loss_coefficients(terms, probs.dtype) / probs
-    return looped_jacobian(probs, dvalues, out=out)
+    return looped_jacobian(probs, _option_dvalues(probs, terms), out=out)
 
 
 def _logits_numpy_options(logits, labels, options, *, out=None):

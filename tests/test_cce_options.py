@@ -253,6 +253,21 @@ def test_options_write_into_out(backend):
         assert np.array_equal(argument, copy)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_underflowed_probability_off_label(backend):
+    """A probability of 0 off the label, or in an ignored row, gives finite rows."""
+    logits, labels = _inputs("index", -100)
+    logits[0] = [800.0, 0, 0, 0, 0]  # softmax is exactly [1, 0, 0, 0, 0]
+    labels[0] = 0
+    logits[IGNORED_ROW] = [0, 0, 900.0, 0, 0]
+    arguments = _arguments(backend, logits, labels)
+    options = {"weight": _weight(), "reduction": "sum"}
+    result = backend(*arguments, **options)
+    expected = impls.reference(backend.family)(*arguments, **options)
+    assert np.isfinite(result).all()
+    assert relative_error(result, expected) <= TOLERANCE["float64"]
+
+
 BAD_OPTIONS = [
     pytest.param({"reduction": "avg"}, "`reduction`", id="reduction-unknown"),
     pytest.param({"reduction": None}, "`reduction`", id="reduction-none-object"),
