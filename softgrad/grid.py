@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import impls
+
 TEXTBOOK = 3  # the three-class example of the textbook derivation
 MNIST = 10  # also CIFAR-10
 CIFAR100 = 100
@@ -19,7 +21,10 @@ IMAGENET = 1000
 GPT2 = 50257  # GPT-2's vocabulary
 LLAMA3 = 128256  # Llama 3's vocabulary
 
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32")  # the default sweep
+# Only GPU backends take these, so a sweep includes them only on request.
+HALF_DTYPES = ("float16", "bfloat16")
+ALL_DTYPES = DTYPES + HALF_DTYPES
 SEED = 20261204
 
 
@@ -79,6 +84,24 @@ def parse_size(text: str) -> Size:
     return Size(n, classes)
 
 
+def numpy_dtype(dtype) -> np.dtype:
+    """Return the numpy dtype of `dtype`; bfloat16 is ml_dtypes' extension type.
+
+    Raises ImportError, naming the package, when bfloat16 is asked for without
+    ml_dtypes.
+    """
+    if str(dtype) != "bfloat16":
+        return np.dtype(dtype)
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(
+            "bfloat16 inputs need the ml_dtypes package, which is not installed: "
+            "pip install ml_dtypes"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 def _generator(size: Size, seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, size.n, size.classes]))
 
@@ -86,7 +109,8 @@ def _generator(size: Size, seed: int) -> np.random.Generator:
 def make_logits(size: Size, dtype="float64", seed: int = SEED) -> np.ndarray:
     """Return seeded logits of shape (N, L), spread like a trained classifier's."""
     rng = _generator(size, seed)
-    return (3.0 * rng.standard_normal((size.n, size.classes))).astype(dtype)
+    logits = 3.0 * rng.standard_normal((size.n, size.classes))
+    return logits.astype(numpy_dtype(dtype))
 
 
 def softmax64(logits: np.ndarray) -> np.ndarray:
@@ -105,6 +129,7 @@ def make_inputs(
     standard normal, and labels are valid class indices (or one-hot rows).
     """
     rng = _generator(size, seed + 1)
+    dtype = numpy_dtype(dtype)
     logits = make_logits(size, dtype, seed)
     labels = rng.integers(0, size.classes, size=size.n)
     if one_hot:
@@ -123,8 +148,7 @@ def make_inputs(
 
 def bytes_moved(family: str, size: Size, dtype) -> int:
     """Return the bytes a call must read and write at least: inputs once, output once."""
-    itemsize = np.dtype(dtype).itemsize
-    matrix = size.n * size.classes * itemsize
+    matrix = size.n * size.classes * impls.itemsize(dtype)
     if family == "softmax_backward":
         return 3 * matrix
     return 2 * matrix + size.n * np.dtype(np.int64).itemsize
