@@ -1,4 +1,4 @@
-"""Softmax and CCE gradients on an NVIDIA GPU with CuPy: raw CUDA kernels and a Jacobian.
+"""Softmax and CCE gradients on an NVIDIA GPU with CuPy: raw CUDA kernels, a Jacobian.
 
 The functions take and return device arrays. Numpy inputs reach them through
 the adapters below, which check them on the host and copy them to the device
@@ -91,7 +91,7 @@ def to_device(array: np.ndarray):
 
 
 def to_host(array) -> np.ndarray:
-    """Copy a device array back; bfloat16 comes back as float32, which represents it exactly."""
+    """Copy a device array to the host; bfloat16 comes back as float32, exactly."""
     if isinstance(array, BFloat16Array):
         return bfloat16_to_float32(cupy.asnumpy(array.bits))
     return cupy.asnumpy(array)
@@ -133,7 +133,7 @@ def _multiprocessors(device: int) -> int:
 
 @functools.cache
 def _module() -> cupy.RawModule:
-    """Compile every kernel instance in one NVRTC call; CuPy caches the result on disk."""
+    """Compile every kernel instance in one NVRTC call; CuPy caches it on disk."""
     names = kernel_names()
     log.info("compiling %d CUDA kernels", len(names))
     return cupy.RawModule(code=SOURCE, options=("--std=c++14",), name_expressions=names)

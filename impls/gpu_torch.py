@@ -34,7 +34,7 @@ def to_device(array: np.ndarray) -> torch.Tensor:
 
 
 def to_host(tensor: torch.Tensor) -> np.ndarray:
-    """Copy a tensor back; bfloat16 comes back as float32, which represents it exactly."""
+    """Copy a tensor to the host; bfloat16 comes back as float32, exactly."""
     tensor = tensor.detach()
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()

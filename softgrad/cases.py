@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 # Relative error allowed against the float64 oracle: max |error| / max |reference|.
 # For the 16-bit types it is twice the unit roundoff (2^-11 for float16, 2^-8 for
 # bfloat16): rounding the result once costs up to one unit, and sums in float32
-# (unit roundoff 2^-24) add far less. A kernel that sums a long row in 16 bits fails.
+# (unit roundoff 2^-24) add far less. Summing a long row's exponentials in 16 bits
+# fails it several times over.
 # NOTE: a CCE gradient is at most 1 / N in size, so for N > 16384 it lies in
 # float16's subnormal range, where rounding errors stop shrinking with the value;
-# the float16 tolerance is then exceeded from about N = 32768 on.
+# the float16 tolerance is then exceeded once N passes about 32768.
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4, "float16": 1e-3, "bfloat16": 8e-3}
 
 DEFAULT_TIME_BUDGET_S = 2.0  # per call; slower cases are reported as skipped
