@@ -76,12 +76,16 @@ def _text(value) -> str:
 
 
 def _measured_bandwidth(cupy) -> dict:
-    """Time a device-to-device copy kernel and return the bandwidth fields."""
+    """Time a device-to-device copy kernel and return the bandwidth fields.
+
+    Any failure (no NVRTC, too little memory, a driver error) is logged and
+    returned as `gpu_bandwidth_reason`, because it must not stop a run.
+    """
     try:
         free, _ = cupy.cuda.runtime.memGetInfo()
         nbytes = min(COPY_BYTES, free // 4) // 16 * 16
         seconds = copy_seconds(cupy, nbytes)
-    except Exception as error:  # noqa: BLE001 - a failed measurement must not stop a run
+    except Exception as error:  # noqa: BLE001
         log.warning("GPU bandwidth not measured: %s", error)
         return {"gpu_bandwidth_reason": f"the copy kernel failed: {error}"}
     return {

@@ -1,4 +1,4 @@
-"""GPU backends: registry, reasons when unavailable, host checks, 16-bit tolerances, values.
+"""GPU backends: registry, unavailable reasons, host checks, 16-bit tolerances, values.
 
 Value tests need a CUDA device and are skipped, with that reason, elsewhere;
 everything else runs on any machine.
