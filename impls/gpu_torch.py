@@ -13,6 +13,8 @@ import torch
 from impls import Adapter
 from impls._checks import device_inputs
 
+# NOTE: not yet run on a CUDA device; tests/test_gpu.py holds its value tests.
+
 
 def unavailable_reason() -> str:
     """Return why PyTorch cannot run CUDA kernels here, or "" when it can."""
