@@ -71,7 +71,7 @@ def unavailable_reason() -> str:
     """Return why CuPy cannot run kernels here, or "" when it can."""
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as error:
+    except RuntimeError as error:  # CUDARuntimeError, or a CUDA library not found
         return f"no CUDA device found: {error}"
     if count == 0:
         return "no CUDA device found: the CUDA runtime reports 0 devices"
@@ -80,7 +80,8 @@ def unavailable_reason() -> str:
     except RuntimeError as error:  # NVRTCError, or cuda.pathfinder's not-found error
         return (
             f"CuPy cannot load NVRTC, the CUDA runtime compiler ({error}); install "
-            f"a CUDA 12 toolkit or `pip install cupy-cuda12x[ctk]`"
+            f"the CUDA toolkit of this CuPy wheel, or its libraries with the "
+            f"wheel's [ctk] extra, for example `pip install cupy-cuda12x[ctk]`"
         )
     return ""
 
@@ -139,7 +140,7 @@ def _module() -> cupy.RawModule:
     """Compile every kernel instance in one NVRTC call; CuPy caches it on disk."""
     names = kernel_names()
     log.info("compiling %d CUDA kernels", len(names))
-    return cupy.RawModule(code=SOURCE, options=("--std=c++14",), name_expressions=names)
+    return cupy.RawModule(code=SOURCE, name_expressions=names)
 
 
 def _launch(name: str, grid: tuple, threads: int, *arguments) -> None:
