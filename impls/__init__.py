@@ -167,7 +167,9 @@ class Adapter:
 
     The numpy adapter passes arrays through. A peer or GPU backend overrides
     convert (host to device, outside the timing), finish (synchronize, inside
-    the timing) and to_numpy (device to host, for the reference check).
+    the timing) and to_numpy (device to host, for the reference check). A GPU
+    backend also overrides memory_available, so the memory guard compares with
+    the device's free memory.
     """
 
     def unavailable_reason(self) -> str:
