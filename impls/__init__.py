@@ -57,7 +57,8 @@ def _composed_logits(n, classes, itemsize):
 
 
 def _composed_vjp(n, classes, itemsize):
-    return 3 * n * classes * itemsize + n * itemsize
+    """One-hot targets, dL/ds, the output and a boolean mask of nonzero targets."""
+    return 3 * n * classes * itemsize + n * classes + n * itemsize
 
 
 def _vector(n, classes, itemsize):

@@ -24,14 +24,26 @@ def _one_hot(labels, like):
 
 
 def cce_backward(probs, targets):
-    """Return dL/ds of the mean CCE: -y / s / N."""
-    return -targets / probs / probs.shape[0]
+    """Return dL/ds of the mean CCE: -y / s / N.
+
+    A zero target adds nothing to the loss, so its entry is 0 even where s is 0
+    (an underflowed probability), where -y / s alone would give 0 / 0 = NaN.
+
+    NOTE: a zero probability at the label class still gives -inf here and NaN
+    after the softmax backward, and so does a float32 one below about 3e-39,
+    because -1 / s overflows. Only the fused closed form is exact there.
+    """
+    gradient = np.zeros_like(probs)
+    np.divide(targets, probs, out=gradient, where=targets != 0)
+    gradient /= -probs.shape[0]
+    return gradient
 
 
 def composed_looped(probs, labels, *, out=None):
     """Compute dL/dz as the textbook does: CCE backward, then the looped Jacobian."""
     probs = float_matrix(probs, "probs")
     labels = labels_for(labels, probs, "probs")
+    out = output_for(out, probs, {"probs": probs, "labels": labels})
     dvalues = cce_backward(probs, _one_hot(labels, probs))
     return looped_jacobian(probs, dvalues, out=out)
 
@@ -40,6 +52,7 @@ def composed_vjp(probs, labels, *, out=None):
     """Compute dL/dz as CCE backward, then the Jacobian-free softmax backward."""
     probs = float_matrix(probs, "probs")
     labels = labels_for(labels, probs, "probs")
+    out = output_for(out, probs, {"probs": probs, "labels": labels})
     dvalues = cce_backward(probs, _one_hot(labels, probs))
     return numpy_vjp(probs, dvalues, out=out)
 
@@ -75,6 +88,7 @@ def composed_looped_logits(logits, labels, *, out=None):
     """Compute dL/dz from logits the textbook way: softmax, CCE backward, looped Jacobian."""
     logits = float_matrix(logits, "logits")
     labels = labels_for(labels, logits, "logits")
+    out = output_for(out, logits, {"logits": logits, "labels": labels})
     probs = stable_softmax(logits)
     dvalues = cce_backward(probs, _one_hot(labels, probs))
     return looped_jacobian(probs, dvalues, out=out)

@@ -38,8 +38,11 @@ log = logging.getLogger(__name__)
 # the float16 tolerance is then exceeded once N passes about 32768.
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4, "float16": 1e-3, "bfloat16": 8e-3}
 
-DEFAULT_TIME_BUDGET_S = 2.0  # per call; slower cases are reported as skipped
-PROBE_ROWS = 8  # rows timed to predict the time of a full call
+DEFAULT_TIME_BUDGET_S = 3.0  # per call; slower cases are reported as skipped
+PROBE_ROWS = 8  # rows timed first to predict the time of a full call
+PROBE_MIN_S = 0.05  # a probe this long predicts well enough
+SLOW_CALL_S = 0.1  # calls slower than this are timed in a fixed few rounds
+SLOW_ROUNDS = 3
 
 
 def default_memory_limit() -> int:
@@ -174,17 +177,32 @@ def validate_inputs(family: str, arrays) -> None:
             )
 
 
-def predict_seconds(backend, arrays) -> float:
-    """Predict one call's time from a call on the first few rows."""
-    n = arrays[0].shape[0]
-    rows = min(n, PROBE_ROWS)
+def _fastest_call(backend, arrays, rows: int) -> float:
     head = tuple(np.ascontiguousarray(a[:rows]) for a in arrays)
     fastest = float("inf")
     for _ in range(2):  # the first call may pay for page faults and caches
         start = time.perf_counter()
         backend(*head)
         fastest = min(fastest, time.perf_counter() - start)
-    return fastest * n / rows
+    return fastest
+
+
+def predict_seconds(backend, arrays, time_budget_s: float = float("inf")) -> float:
+    """Predict one call's time from calls on the first rows.
+
+    A prediction near the budget is refined on four times as many rows, until
+    the probe itself takes PROBE_MIN_S or covers every row, because a probe
+    of a few rows on a busy machine can be off by a factor of several.
+    """
+    n = arrays[0].shape[0]
+    rows = min(n, PROBE_ROWS)
+    while True:
+        elapsed = _fastest_call(backend, arrays, rows)
+        predicted = elapsed * n / rows
+        settled = rows == n or elapsed >= PROBE_MIN_S
+        if settled or predicted > 4 * time_budget_s or predicted < time_budget_s / 4:
+            return predicted
+        rows = min(n, 4 * rows)
 
 
 def reference_inputs(arrays) -> tuple:
@@ -211,6 +229,7 @@ class Prepared:
     arrays: tuple  # numpy inputs
     native: tuple  # the same inputs as the backend's native arrays, what is timed
     convert_s: float  # time to convert the numpy inputs to native arrays
+    predicted_s: float  # one call's time, predicted from its first rows
     compile_s: float | None
     max_error: float
 
@@ -239,7 +258,7 @@ def prepare(
         backend(*tiny)
         compile_s = time.perf_counter() - start
 
-    predicted = predict_seconds(backend, arrays)
+    predicted = predict_seconds(backend, arrays, time_budget_s)
     if predicted > time_budget_s:
         raise Skip(
             f"predicted {predicted:.2f} s per call, time budget {time_budget_s:g} s"
@@ -258,4 +277,6 @@ def prepare(
             f"{case.family}/{case.backend} at N={case.size.n}, L={case.size.classes}, "
             f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
         )
-    return Prepared(case, backend, arrays, native, convert_s, compile_s, error)
+    return Prepared(
+        case, backend, arrays, native, convert_s, predicted, compile_s, error
+    )

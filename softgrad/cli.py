@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         help="skip cases predicted to take longer than this many seconds per call "
-        "(default: 2, or 0.25 with --quick)",
+        "(default: 3, or 0.25 with --quick)",
     )
     run.add_argument(
         "--max-time",
@@ -208,7 +208,9 @@ class ProgressPlugin:
 def _time_budget(options) -> float:
     if options.time_budget is not None:
         return options.time_budget
-    return 0.25 if options.quick else 2.0
+    from softgrad.cases import DEFAULT_TIME_BUDGET_S
+
+    return 0.25 if options.quick else DEFAULT_TIME_BUDGET_S
 
 
 def _pytest_arguments(options, raw_path: Path) -> list[str]:
@@ -367,19 +369,19 @@ def command_report(options, console: Console) -> int:
 def command_list(options, console: Console) -> int:
     import impls
 
-    table = Table(title="softgrad backends")
-    for column in ("family", "backend", "available", "dtypes", "description"):
-        table.add_column(column)
-    for backend in impls.backends():
-        available = "yes" if backend.available else f"no: {backend.reason}"
-        table.add_row(
-            backend.family,
-            backend.name,
-            available,
-            ", ".join(backend.dtypes),
-            backend.description,
-        )
-    console.print(table)
+    for family in impls.FAMILIES:
+        arguments = ", ".join(impls.ARGUMENTS[family])
+        table = Table(title=f"{family}({arguments})", title_justify="left")
+        table.add_column("backend", no_wrap=True)
+        table.add_column("available", no_wrap=True)
+        table.add_column("dtypes")
+        table.add_column("description")
+        for backend in impls.backends(family):
+            available = "yes" if backend.available else f"no: {backend.reason}"
+            table.add_row(
+                backend.name, available, ", ".join(backend.dtypes), backend.description
+            )
+        console.print(table)
     return 0
 
 
@@ -398,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[options.command](options, console)
     except CommandError as error:
-        Console(stderr=True).print(f"softgrad: error: {error}", highlight=False)
+        print(f"softgrad: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("softgrad: interrupted")
+        print("softgrad: interrupted", file=sys.stderr)
         return 130
 
 

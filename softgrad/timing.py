@@ -104,14 +104,25 @@ class SweepPlugin:
             max_error=prepared.max_error,
             allocates_output=True,
         )
-        benchmark(backend.call_native, *prepared.native)
+        if prepared.predicted_s > sweep_cases.SLOW_CALL_S:
+            # pytest-benchmark's calibration would spend many rounds on a
+            # call this slow; a fixed few keep the default run short.
+            benchmark.pedantic(
+                backend.call_native,
+                args=prepared.native,
+                rounds=sweep_cases.SLOW_ROUNDS,
+                iterations=1,
+            )
+        else:
+            benchmark(backend.call_native, *prepared.native)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-        if case is None:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if not isinstance(case, sweep_cases.Case):
             return
         entry = {
             "family": case.family,
