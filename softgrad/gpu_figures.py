@@ -214,16 +214,32 @@ def format_figures(figures: pd.DataFrame) -> str:
     return table.to_markdown(index=False)
 
 
-def bandwidth_from_probe(path: str | Path) -> tuple[float | None, str]:
-    """Return the probe's copy bandwidth in GB/s and "", or None and the reason."""
-    probe = _read_json(Path(path))
+def bandwidth_from_probe(probe) -> tuple[float | None, str]:
+    """Return the probe's copy bandwidth in GB/s and "", or None and the reason.
+
+    `probe` is a JSON file written by `python -m softgrad.gpu_probe`, or the
+    probe's dict itself.
+    """
     if not isinstance(probe, dict):
-        raise ResultsError(f"`{path}` is not a GPU probe: expected a JSON object")
+        path, probe = probe, _read_json(Path(probe))
+        if not isinstance(probe, dict):
+            raise ResultsError(f"`{path}` is not a GPU probe: expected a JSON object")
     rate = probe.get("gpu_bandwidth_gb_per_s")
     if rate:
         return float(rate), ""
     reason = probe.get("gpu_bandwidth_reason") or probe.get("gpu_reason")
-    return None, reason or f"`{path}` has no `gpu_bandwidth_gb_per_s`"
+    return None, reason or "the probe has no `gpu_bandwidth_gb_per_s`"
+
+
+def bandwidth_from_runs(paths: Iterable[str | Path]) -> tuple[float | None, str]:
+    """Return the copy bandwidth that `softgrad run` stored with the last run."""
+    for path in reversed(list(paths)):
+        data = _read_json(Path(path))
+        section = data.get("softgrad") if isinstance(data, dict) else None
+        machine = section.get("machine") if isinstance(section, dict) else None
+        if isinstance(machine, dict) and any(key.startswith("gpu_") for key in machine):
+            return bandwidth_from_probe(machine)
+    return None, "the results hold no GPU probe; pass one with --probe"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,14 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--probe",
         type=Path,
-        help="JSON written by `python -m softgrad.gpu_probe` (gives the bandwidth)",
+        help="JSON written by `python -m softgrad.gpu_probe`; by default the "
+        "probe that `softgrad run` stored with the results",
     )
     options = parser.parse_args(argv)
     try:
         timings = read_timings(options.files)
-        bandwidth, reason = (None, "no --probe file given")
         if options.probe:
             bandwidth, reason = bandwidth_from_probe(options.probe)
+        else:
+            bandwidth, reason = bandwidth_from_runs(options.files)
     except ResultsError as error:
         sys.stderr.write(f"gpu_figures: error: {error}\n")
         return 2

@@ -123,6 +123,22 @@ def copy_seconds(cupy, nbytes: int) -> float:
     return fastest
 
 
+def describe(description: dict) -> str:
+    """Describe the probe's GPU in one line, or say why there is none."""
+    if "gpu_name" not in description:
+        return f"none ({description.get('gpu_reason', 'not probed')})"
+    memory = description["gpu_memory_bytes"] / 2**30
+    text = (
+        f"{description['gpu_name']}, {memory:.1f} GiB, compute capability "
+        f"{description['gpu_compute_capability']}"
+    )
+    rate = description.get("gpu_bandwidth_gb_per_s")
+    if rate:
+        return f"{text}, copy bandwidth {rate:.0f} GB/s"
+    reason = description.get("gpu_bandwidth_reason", "not measured")
+    return f"{text}, copy bandwidth not measured ({reason})"
+
+
 def main() -> int:
     """Print the probe as JSON: `python -m softgrad.gpu_probe`."""
     logging.basicConfig(level=logging.WARNING)

@@ -157,6 +157,26 @@ def test_not_json_named(tmp_path):
         gpu_figures.read_timings([path])
 
 
+def test_bandwidth_from_run_machine(tmp_path):
+    """Without --probe the bandwidth comes from the run's stored machine."""
+    path = tmp_path / "run.json"
+    machine = {"cpu": "x", "gpu_name": "GPU", "gpu_bandwidth_gb_per_s": 3000.0}
+    path.write_text(json.dumps({"benchmarks": [], "softgrad": {"machine": machine}}))
+
+    assert gpu_figures.bandwidth_from_runs([path]) == (3000.0, "")
+
+
+def test_bandwidth_missing_from_old_run(tmp_path):
+    """A run stored without GPU fields gives no bandwidth, and says so."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"benchmarks": [], "softgrad": {"machine": {}}}))
+
+    bandwidth, reason = gpu_figures.bandwidth_from_runs([path])
+
+    assert bandwidth is None
+    assert "--probe" in reason
+
+
 def test_bandwidth_reason_from_probe(tmp_path):
     """A probe without a device gives no bandwidth, and its reason."""
     path = tmp_path / "probe.json"

@@ -47,3 +47,27 @@ def test_probe_describes_device():
     assert description["gpu_bandwidth_gb_per_s"] > 0
     assert "CUDA events" in description["gpu_bandwidth_method"]
     assert json.loads(json.dumps(description)) == description
+
+
+def test_describe_gpu_line():
+    """describe() puts name, memory, capability and bandwidth on one line."""
+    description = {
+        "gpu_name": "NVIDIA H200",
+        "gpu_memory_bytes": 150 * 2**30,
+        "gpu_compute_capability": "9.0",
+        "gpu_bandwidth_gb_per_s": 4321.4,
+    }
+
+    text = gpu_probe.describe(description)
+
+    assert (
+        text
+        == "NVIDIA H200, 150.0 GiB, compute capability 9.0, copy bandwidth 4321 GB/s"
+    )
+
+
+def test_describe_without_gpu():
+    """describe() gives the probe's reason when there is no device."""
+    text = gpu_probe.describe({"gpu_reason": "cupy is not installed"})
+
+    assert text == "none (cupy is not installed)"
