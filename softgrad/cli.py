@@ -394,7 +394,7 @@ def _validate_run_options(options) -> None:
 def command_run(options, console: Console) -> int:
     import pytest
 
-    from softgrad import machine
+    from softgrad import gpu_probe, machine
 
     if not BENCHMARK_DIR.is_dir():
         raise CommandError(
@@ -412,6 +412,8 @@ def command_run(options, console: Console) -> int:
     log_path = results / "pytest.log"
 
     machine_info = machine.probe()
+    # The GPU's fields sit beside the CPU's; without a device only `gpu_reason` does.
+    machine_info.update(gpu_probe.probe())
     if os.environ.get(REEXEC_MARK):
         machine_info["cleared_environment"] = os.environ[REEXEC_MARK]
     console.print(_machine_line(machine_info))
@@ -512,7 +514,7 @@ def command_list(options, console: Console) -> int:
         arguments = ", ".join(impls.ARGUMENTS[family])
         table = Table(title=f"{family}({arguments})", title_justify="left")
         table.add_column("backend", no_wrap=True)
-        table.add_column("available", no_wrap=True)
+        table.add_column("available")  # wraps, because reasons can be long
         table.add_column("dtypes")
         table.add_column("description")
         for backend in impls.backends(family):

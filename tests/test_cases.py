@@ -133,7 +133,7 @@ def test_plan_filters_size_and_dtype():
     [
         ({"families": ["softmax_forward"]}, "`softmax_forward`"),
         ({"backends": ["numpy_vjp", "cupy_vjp"]}, "`cupy_vjp`"),
-        ({"dtypes": ["float16"]}, "`float16`"),
+        ({"dtypes": ["float8"]}, "`float8`"),
         ({"grid": "huge"}, "`huge`"),
     ],
 )

@@ -41,7 +41,7 @@ def test_list_names_every_backend(capsys):
         (["--families", "softmax"], "unknown family `softmax`"),
         (["--sizes", "64by10"], "invalid size '64by10'"),
         (["--sizes", "0x10"], "N and L must both be at least 1"),
-        (["--dtypes", "float16"], "unsupported dtype `float16`"),
+        (["--dtypes", "float8"], "unsupported dtype `float8`"),
         (["--time-budget", "-1"], "`--time-budget` must be a positive number"),
     ],
 )
