@@ -462,14 +462,18 @@ def _publish(paths: list[Path], results: Path, console: Console) -> int:
     from softgrad import export, report, scaling, summary
 
     try:
-        timings, skipped, runs = summary.load_results(paths)
+        table, skipped, runs = summary.summarize_machines(paths)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    table = summary.summarize(timings)
     summary.write_summary(table, results)
     scaling.write_scaling(table, results)
     export.write_tidy(export.tidy_table(paths), results / "tidy.csv")
-    summary.print_table(table, console)
+    if "machine" in table.columns:
+        for label in dict.fromkeys(table["machine"]):
+            console.print(f"[bold]{label}[/bold]")
+            summary.print_table(table[table["machine"] == label], console)
+    else:
+        summary.print_table(table, console)
     report_path = results / "report.html"
     report.write_report(table, skipped, runs, report_path)
     if len(skipped):

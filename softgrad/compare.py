@@ -152,7 +152,7 @@ def quartile_ratio(old: dict, new: dict) -> tuple[float, float, float]:
 
 
 def classify(low: float, high: float, min_change: float) -> str:
-    """Say whether an interval lies wholly beyond `min_change` either way, or neither."""
+    """Classify an interval as wholly beyond `min_change` either way, or neither."""
     if low > min_change:
         return SLOWER
     if high < 1 / min_change:

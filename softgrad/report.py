@@ -6,33 +6,43 @@ the page needs no other file and no network.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import html
-import io
-import json
 import logging
 import math
 import os
-import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 import impls
 import softgrad
 from softgrad import gpu_probe
+from softgrad.answers import answers
 from softgrad.cases import format_bytes
-from softgrad.grid import DTYPES
-from softgrad.machine import describe_pool
+from softgrad.grid import DTYPES, Size
+from softgrad.machine import describe_pool, machine_bandwidth, machine_label
+from softgrad.plots import (
+    _ordered_dtypes,
+    _png,
+    bandwidth_plot,
+    compile_plot,
+    machines_plot,
+    memory_plot,
+    speedup_heatmap,
+    time_plot,
+)
+from softgrad.scaling import (
+    CROSSOVER_COLUMNS,
+    ELEMENTS,
+    crossovers,
+    leading_crossovers,
+    scaling_table,
+)
 from softgrad.summary import (
     COLUMN,
     MISSING,
@@ -40,30 +50,15 @@ from softgrad.summary import (
     baseline_backend,
     column_legend,
     families,
-    format_ratio,
-    format_seconds,
     write_atomic,
 )
 
 log = logging.getLogger(__name__)
 
-TITLE = "softgrad: softmax and softmax + cross-entropy gradients"
+CROSSOVER_COLUMN = {column.name: column for column in CROSSOVER_COLUMNS}
+_CASE_COLUMNS = ["family", "backend", "n", "classes", "dtype"]
 
-DPI = 144  # pixels per inch of the PNGs; the page shows them at 96 CSS px per inch
-_COLORS = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#ff7f0e",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#7f7f7f",
-    "#bcbd22",
-)
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-_NOT_TIMED_GREY = "#cfcfcf"
+TITLE = "softgrad: softmax and softmax + cross-entropy gradients"
 
 _CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif;
@@ -82,10 +77,11 @@ figure { margin: 0; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: #555; font-size: 0.9em; }
 .scroll { overflow-x: auto; max-width: 100%; margin: 0.4em 0 1em; }
-table { border-collapse: collapse; font-size: 0.88em; }
-th, td { padding: 3px 8px; text-align: right; vertical-align: top;
-         border-bottom: 1px solid #eee; }
-th { background: #f6f6f6; position: sticky; top: 0; white-space: nowrap; }
+table { border-collapse: collapse; font-size: 0.86em; }
+th, td { padding: 3px 7px; text-align: right; vertical-align: bottom;
+         border-bottom: 1px solid #eee; white-space: nowrap; }
+th { background: #f6f6f6; position: sticky; top: 0; white-space: normal;
+     min-width: 3em; }
 td.text, th.text { text-align: left; }
 td.reason { text-align: left; white-space: normal; min-width: 18em; }
 tr.group td { border-top: 1px solid #bbb; }
@@ -99,292 +95,24 @@ dl.legend dt { font-weight: 600; }
 dl.legend dd { margin: 0; }
 .nowrap { white-space: nowrap; }
 details > summary { cursor: pointer; font-weight: 600; margin: 0.6em 0; }
+nav.toc { border: 1px solid #ddd; border-radius: 6px; padding: 6px 16px;
+          margin: 1em 0 0.5em; background: #fafafa; }
+nav.toc > p { margin: 0.2em 0; font-weight: 600; }
+nav.toc ol { columns: 3 16em; column-gap: 24px; margin: 0.2em 0; padding-left: 1.4em; }
+nav.toc li { break-inside: avoid; }
+nav.toc ul { margin: 0; padding-left: 1.1em; font-size: 0.92em; }
+ul.answers li { margin: 0.35em 0; }
+p.machine { font-weight: 600; margin-bottom: 0.2em; }
+@media (max-width: 1100px) {
+  body { font-size: 14px; }
+  main { padding: 12px 14px 40px; }
+  th, td { padding: 3px 5px; }
+}
 """
 
 
 def _escape(value) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _size(n, classes) -> str:
-    return f"{int(n)} × {int(classes)}"
-
-
-def _ordered_dtypes(values: Iterable[str]) -> list[str]:
-    present = set(values)
-    return [d for d in DTYPES if d in present] + sorted(present - set(DTYPES))
-
-
-def _sizes(rows: pd.DataFrame) -> list[tuple[int, int]]:
-    """List the (N, L) of `rows` from the fewest elements to the most."""
-    sizes = {(int(n), int(c)) for n, c in zip(rows["n"], rows["classes"])}
-    return sorted(sizes, key=lambda size: (size[0] * size[1], size[0]))
-
-
-def _not_timed_reason(
-    not_timed: pd.DataFrame, family: str, backend: str, n: int, classes: int, dtype
-) -> str:
-    """Return why a case was not timed, from the skipped and failed cases."""
-    if not_timed is not None and len(not_timed):
-        match = not_timed[
-            (not_timed["family"] == family)
-            & (not_timed["backend"] == backend)
-            & (not_timed["n"] == n)
-            & (not_timed["classes"] == classes)
-            & (not_timed["dtype"] == dtype)
-        ]
-        if len(match):
-            row = match.iloc[0]
-            return f"{row['status']}: {row['reason']}"
-    return "it was not part of this run"
-
-
-# The opening paragraph.
-
-
-def _size_clause(
-    label: str,
-    at: pd.DataFrame,
-    family: str,
-    baseline: str | None,
-    not_timed: pd.DataFrame,
-) -> str:
-    at = at.sort_values("median_s", kind="stable")
-    winner = at.iloc[0]
-    n, classes, dtype = int(winner["n"]), int(winner["classes"]), winner["dtype"]
-    clause = (
-        f"at the {label} size, {_size(n, classes)}, {winner['backend']} is fastest"
-        f" at {format_seconds(winner['median_s'])}"
-    )
-    if len(at) > 1:
-        second = at.iloc[1]
-        margin = second["median_s"] / winner["median_s"]
-        clause += f", {format_ratio(margin)} faster than {second['backend']}"
-    if baseline is None or baseline in set(at["backend"].iloc[:2]):
-        return clause  # the clause already names the baseline as winner or runner-up
-    speedup = winner["speedup_vs_baseline"]
-    if math.isfinite(speedup):
-        return clause + f" and {format_ratio(speedup)} faster than {baseline}"
-    reason = _not_timed_reason(not_timed, family, baseline, n, classes, dtype)
-    return clause + f" ({baseline} was not timed there, {reason})"
-
-
-def headline(summary: pd.DataFrame, not_timed: pd.DataFrame) -> str:
-    """Say per family which backend wins at the smallest and largest size, by how much.
-
-    Each family is described in float64 when it was timed in float64, else in
-    its first dtype. Returns plain text, not HTML.
-    """
-    if summary.empty:
-        return "No case was timed, so there is nothing to compare."
-    sentences = []
-    for family in families(summary):
-        rows = summary[summary["family"] == family]
-        dtype = _ordered_dtypes(rows["dtype"])[0]
-        rows = rows[rows["dtype"] == dtype]
-        sizes = _sizes(rows)
-        labels = [("smallest", sizes[0]), ("largest", sizes[-1])]
-        if len(sizes) == 1:
-            labels = [("only", sizes[0])]
-        baseline = baseline_backend(family)
-        clauses = [
-            _size_clause(
-                label,
-                rows[(rows["n"] == n) & (rows["classes"] == classes)],
-                family,
-                baseline,
-                not_timed,
-            )
-            for label, (n, classes) in labels
-        ]
-        sentences.append(f"In {family} ({dtype}), " + "; ".join(clauses) + ".")
-    return " ".join(sentences)
-
-
-# Plots.
-
-
-def _png(figure: Figure) -> tuple[str, int, int]:
-    """Render `figure` as PNG; return it as base64 with its width and height in CSS px."""
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    data = buffer.getvalue()
-    width, height = struct.unpack(">II", data[16:24])  # the PNG header's IHDR chunk
-    scale = 96 / DPI
-    encoded = base64.b64encode(data).decode("ascii")
-    return encoded, round(width * scale), round(height * scale)
-
-
-def _backend_colors(family: str, names: Iterable[str]) -> dict[str, str]:
-    """Give each backend of `family` one color, the same in every plot."""
-    try:
-        order = [backend.name for backend in impls.backends(family)]
-    except impls.InputError:
-        order = []
-    order += sorted(set(names) - set(order))
-    return {name: _COLORS[i % len(_COLORS)] for i, name in enumerate(order)}
-
-
-def _time_tick(seconds: float, _position=None) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if seconds >= scale * 0.999 or unit == "ns":
-            return f"{seconds / scale:g} {unit}"
-    raise AssertionError("unreachable")
-
-
-def time_plot(rows: pd.DataFrame, family: str, dtype: str) -> Figure:
-    """Plot the median time per call against N x L, log-log.
-
-    Each backend has one color and each class count L one marker. A line joins
-    a backend's sizes of equal L: joining sizes of different L would zigzag,
-    because the Jacobian backends grow with N x L x L, not with N x L.
-    """
-    figure = Figure(figsize=(6.4, 5.0), layout="constrained")
-    axes = figure.add_subplot()
-    baseline = baseline_backend(family)
-    colors = _backend_colors(family, rows["backend"])
-    class_counts = sorted({int(c) for c in rows["classes"]})
-    markers = {c: _MARKERS[i % len(_MARKERS)] for i, c in enumerate(class_counts)}
-    backend_handles = []
-    for backend, color in colors.items():
-        timed = rows[rows["backend"] == backend]
-        if timed.empty:
-            continue
-        linestyle = "--" if backend == baseline else "-"
-        for classes, line in timed.groupby("classes"):
-            line = line.sort_values("n")
-            axes.plot(
-                line["n"] * line["classes"],
-                line["median_s"],
-                color=color,
-                marker=markers[int(classes)],
-                markersize=5,
-                linewidth=1.3,
-                linestyle=linestyle,
-            )
-        label = f"{backend} (baseline)" if backend == baseline else backend
-        backend_handles.append(
-            Line2D([], [], color=color, linestyle=linestyle, label=label)
-        )
-    marker_handles = [
-        Line2D([], [], color="#555555", marker=m, linestyle="", label=f"L = {c}")
-        for c, m in markers.items()
-    ]
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.yaxis.set_major_locator(LogLocator(base=10))
-    axes.yaxis.set_major_formatter(FuncFormatter(_time_tick))
-    axes.yaxis.set_minor_formatter(NullFormatter())
-    axes.set_xlabel("N × L (elements in each input array)")
-    axes.set_ylabel("median time per call")
-    axes.set_title(f"{family}, {dtype}", fontsize="medium")
-    axes.grid(True, which="major", alpha=0.35)
-    figure.legend(
-        handles=backend_handles,
-        loc="outside lower left",
-        ncols=2,
-        fontsize="small",
-        frameon=False,
-    )
-    figure.legend(
-        handles=marker_handles,
-        loc="outside lower right",
-        ncols=2,
-        fontsize="small",
-        frameon=False,
-    )
-    return figure
-
-
-def _best_speedups(rows: pd.DataFrame) -> dict[tuple[int, int], tuple[float, str]]:
-    """Return, per (N, L), the best speedup over the baseline and the backend."""
-    best = {}
-    for (n, classes), at in rows.groupby(["n", "classes"]):
-        timed = at[np.isfinite(at["speedup_vs_baseline"])]
-        if timed.empty:
-            best[int(n), int(classes)] = (math.nan, "")
-        else:
-            top = timed.loc[timed["speedup_vs_baseline"].idxmax()]
-            best[int(n), int(classes)] = (top["speedup_vs_baseline"], top["backend"])
-    return best
-
-
-def _text_color(rgba) -> str:
-    red, green, blue = rgba[:3]
-    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
-    return "black" if luminance > 0.5 else "white"
-
-
-def speedup_heatmap(
-    rows: pd.DataFrame, family: str, not_timed: pd.DataFrame
-) -> tuple[Figure, list[str]]:
-    """Draw the best speedup over the baseline on a batch N x classes L grid.
-
-    One panel per dtype. Grey cells were timed but not the baseline, blank
-    cells were not in the run. Returns the figure and one note per grey cell.
-    """
-    baseline = baseline_backend(family) or "the baseline"
-    dtypes = _ordered_dtypes(rows["dtype"])
-    ns = sorted({int(n) for n in rows["n"]})
-    ls = sorted({int(c) for c in rows["classes"]})
-    best = {dtype: _best_speedups(rows[rows["dtype"] == dtype]) for dtype in dtypes}
-    finite = [
-        value
-        for cells in best.values()
-        for value, _ in cells.values()
-        if math.isfinite(value)
-    ]
-    norm = LogNorm(vmin=1, vmax=max(finite + [10.0]))
-
-    panel_width = max(3.2, 1.15 * len(ls) + 1.0)
-    figure = Figure(
-        figsize=(panel_width * len(dtypes) + 1.2, 0.36 * len(ns) + 1.6),
-        layout="constrained",
-    )
-    panels = figure.subplots(1, len(dtypes), squeeze=False)[0]
-    notes = []
-    image = None
-    for axes, dtype in zip(panels, dtypes):
-        grid = np.full((len(ns), len(ls)), np.nan)
-        for (n, classes), (speedup, _) in best[dtype].items():
-            grid[ns.index(n), ls.index(classes)] = speedup
-        image = axes.imshow(
-            np.ma.masked_invalid(grid),
-            cmap="viridis",
-            norm=norm,
-            origin="lower",
-            aspect="auto",
-        )
-        for (n, classes), (speedup, backend) in best[dtype].items():
-            row, column = ns.index(n), ls.index(classes)
-            if math.isfinite(speedup):
-                color = _text_color(image.cmap(norm(speedup)))
-                text = f"{format_ratio(speedup)}\n{backend}"
-            else:
-                axes.add_patch(
-                    Rectangle((column - 0.5, row - 0.5), 1, 1, color=_NOT_TIMED_GREY)
-                )
-                color, text = "#333333", "not timed"
-                reason = _not_timed_reason(
-                    not_timed, family, baseline, n, classes, dtype
-                )
-                notes.append(f"{_size(n, classes)}, {dtype}: {reason}")
-            axes.text(
-                column, row, text, ha="center", va="center", fontsize=8, color=color
-            )
-        axes.set_xticks(range(len(ls)), labels=[str(c) for c in ls])
-        axes.set_yticks(range(len(ns)), labels=[str(n) for n in ns])
-        axes.set_xlabel("classes L")
-        axes.set_ylabel("batch N")
-        axes.set_title(dtype, fontsize="medium")
-        axes.tick_params(length=0)
-    colorbar = figure.colorbar(image, ax=list(panels), shrink=0.9)
-    colorbar.set_label("speedup over the baseline")
-    colorbar.formatter = FuncFormatter(lambda value, _: f"{value:g}×")
-    colorbar.update_ticks()
-    figure.suptitle(f"{family}: best speedup over {baseline}", fontsize="medium")
-    return figure, notes
 
 
 def _image(figure: Figure, alt: str) -> str:
@@ -395,7 +123,7 @@ def _image(figure: Figure, alt: str) -> str:
     )
 
 
-# HTML sections.
+# HTML pieces.
 
 
 def _facts_table(facts: Sequence[tuple[str, str]]) -> str:
@@ -455,33 +183,6 @@ def _pytest_benchmark_facts(info: dict) -> list[tuple[str, str]]:
     ]
 
 
-def _machine_section(runs: Sequence[dict]) -> str:
-    parts = ["<h2>Machine</h2>"]
-    seen = set()
-    for run in runs:
-        machine = run.get("machine")
-        if machine:
-            facts = machine_facts(machine)
-        elif run.get("machine_info"):
-            facts = _pytest_benchmark_facts(run["machine_info"])
-        else:
-            continue
-        key = json.dumps(facts)
-        if key in seen:
-            continue
-        seen.add(key)
-        if not machine:
-            parts.append(
-                f'<p class="note">{_escape(run["path"])} has no machine description'
-                " of softgrad's, so these fields come from pytest-benchmark and"
-                " BLAS and thread counts are unknown.</p>"
-            )
-        parts.append(_facts_table(facts))
-    if not seen:
-        parts.append("<p>The results files describe no machine.</p>")
-    return "\n".join(parts)
-
-
 def _run_facts(run: dict) -> list[tuple[str, str]]:
     commit = run.get("commit_info") or {}
     commit_text = MISSING
@@ -499,52 +200,6 @@ def _run_facts(run: dict) -> list[tuple[str, str]]:
         ("memory limit", format_bytes(limit) if limit else MISSING),
         ("time budget", f"{budget:g} s per call" if budget else MISSING),
     ]
-
-
-def _runs_section(runs: Sequence[dict]) -> str:
-    parts = ["<h2>Runs</h2>"]
-    parts += [_facts_table(_run_facts(run)) for run in runs]
-    return "\n".join(parts)
-
-
-def _plots_section(summary: pd.DataFrame) -> str:
-    parts = ["<h2>Time per call</h2>"]
-    for family in families(summary):
-        rows = summary[summary["family"] == family]
-        parts.append(f"<h3>{_escape(family)}</h3>")
-        parts.append('<div class="plots">')
-        for dtype in _ordered_dtypes(rows["dtype"]):
-            figure = time_plot(rows[rows["dtype"] == dtype], family, dtype)
-            alt = f"median time per call of each {family} backend, {dtype}"
-            parts.append(f"<figure>{_image(figure, alt)}</figure>")
-        parts.append("</div>")
-    return "\n".join(parts)
-
-
-def _heatmaps_section(summary: pd.DataFrame, not_timed: pd.DataFrame) -> str:
-    parts = [
-        "<h2>Best speedup over the baseline</h2>",
-        (
-            '<p class="note">Each cell shows the fastest backend at that batch size N'
-            " and class count L and its speedup over the family's baseline. Grey"
-            " cells: other backends were timed there but not the baseline. Blank"
-            " cells: the size was not in the run.</p>"
-        ),
-    ]
-    for family in families(summary):
-        rows = summary[summary["family"] == family]
-        figure, notes = speedup_heatmap(rows, family, not_timed)
-        alt = f"best speedup over the baseline of {family} by batch and classes"
-        parts.append(f"<figure>{_image(figure, alt)}")
-        if notes:
-            baseline = baseline_backend(family) or "the baseline"
-            items = "".join(f"<li>{_escape(note)}</li>" for note in notes)
-            parts.append(
-                f"<figcaption>Grey cells, where {_escape(baseline)} was not timed:"
-                f"<ul>{items}</ul></figcaption>"
-            )
-        parts.append("</figure>")
-    return "\n".join(parts)
 
 
 def _summary_table(rows: pd.DataFrame) -> str:
@@ -577,30 +232,6 @@ def _summary_table(rows: pd.DataFrame) -> str:
     )
 
 
-def _tables_section(summary: pd.DataFrame) -> str:
-    parts = [
-        "<h2>Tables</h2>",
-        (
-            '<p class="note">Rows are grouped by size and dtype, fastest first.'
-            " The fastest is in bold.</p>"
-        ),
-    ]
-    for family in families(summary):
-        rows = summary[summary["family"] == family]
-        baseline = baseline_backend(family)
-        title = family + (f" (baseline: {baseline})" if baseline else "")
-        parts.append(
-            f"<details open><summary>{_escape(title)}, {len(rows)} rows</summary>"
-            f"{_summary_table(rows)}</details>"
-        )
-    legend = "".join(
-        f"<dt>{_escape(header)}</dt><dd>{_escape(text)}</dd>"
-        for header, text in column_legend(TABLE_COLUMNS)
-    )
-    parts.append(f'<dl class="legend">{legend}</dl>')
-    return "\n".join(parts)
-
-
 def _sort_cases(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort cases by family (registry order), size, dtype, then backend name."""
     families = list(impls.FAMILIES)
@@ -619,7 +250,7 @@ def _sort_cases(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _not_timed_section(not_timed: pd.DataFrame) -> str:
-    parts = ["<h2>Skipped and failed cases</h2>"]
+    parts = [_heading(2, "Skipped and failed cases", "skipped")]
     if not_timed is None or not len(not_timed):
         parts.append("<p>Every case of the run was timed.</p>")
         return "\n".join(parts)
@@ -639,29 +270,593 @@ def _not_timed_section(not_timed: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def _introduction(summary, not_timed, runs) -> str:
+# Grouping by machine.
+
+
+@dataclass
+class MachineRuns:
+    """The summary rows, cases not timed and runs of one machine."""
+
+    label: str | None  # None when the report covers one machine
+    summary: pd.DataFrame
+    not_timed: pd.DataFrame
+    runs: list[dict]
+
+    @property
+    def bandwidth(self) -> float | None:
+        """The measured bandwidth in GB/s, from the latest run that has one."""
+        measured = [machine_bandwidth(run) for run in self.runs]
+        return next((value for value in reversed(measured) if value), None)
+
+    def title(self, text: str) -> str:
+        return text if self.label is None else f"{text}\n{self.label}"
+
+
+def machine_groups(
+    summary: pd.DataFrame, not_timed: pd.DataFrame, runs: Sequence[dict]
+) -> list[MachineRuns]:
+    """Split the report's data by the `machine` column, if it has one.
+
+    softgrad.summary.summarize_machines adds the column when the runs come
+    from more than one machine; without it, all rows belong to one machine.
+    """
+    if "machine" not in summary.columns or summary["machine"].nunique() < 2:
+        return [MachineRuns(None, summary, not_timed, list(runs))]
+    groups = []
+    for label in dict.fromkeys(summary["machine"]):
+        skipped = not_timed
+        if "machine" in not_timed.columns:
+            skipped = not_timed[not_timed["machine"] == label]
+        groups.append(
+            MachineRuns(
+                label,
+                summary[summary["machine"] == label],
+                skipped,
+                [run for run in runs if machine_label(run) == label],
+            )
+        )
+    return groups
+
+
+def _heading(level: int, text: str, anchor: str | None = None) -> str:
+    identifier = f' id="{anchor}"' if anchor else ""
+    return f"<h{level}{identifier}>{_escape(text)}</h{level}>"
+
+
+def _family_anchor(section: str, family: str) -> str:
+    return f"{section}-{family.replace('_', '-')}"
+
+
+# The opening answer and the table of contents.
+
+
+def _answer_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [_heading(2, "Answer", "answer")]
+    if all(group.summary.empty for group in groups):
+        parts.append("<p>No case was timed, so there is nothing to compare.</p>")
+        return "\n".join(parts)
+    for group in groups:
+        if group.label is not None:
+            parts.append(f'<p class="machine">On {_escape(group.label)}:</p>')
+        items = "".join(
+            f"<li><strong>{_escape(subject)}:</strong>{_escape(rest)}</li>"
+            for subject, rest in (
+                sentence.split(":", 1) for sentence in answers(group.summary)
+            )
+        )
+        parts.append(f'<ul class="answers">{items}</ul>')
+    return "\n".join(parts)
+
+
+def _introduction(groups: Sequence[MachineRuns]) -> str:
+    summary = pd.concat([group.summary for group in groups])
+    not_timed = pd.concat([group.not_timed for group in groups])
     skipped = int((not_timed["status"] == "skipped").sum()) if len(not_timed) else 0
     failed = int((not_timed["status"] == "failed").sum()) if len(not_timed) else 0
-    cpu = next((run["machine"].get("cpu") for run in runs if run.get("machine")), None)
-    where = f" on {cpu}" if cpu else ""
+    if len(groups) > 1:
+        where = f" on {len(groups)} machines"
+    else:
+        cpus = [
+            run["machine"].get("cpu") for run in groups[0].runs if run.get("machine")
+        ]
+        where = f" on {cpus[0]}" if cpus and cpus[0] else ""
     count = (
-        f"This run timed {len(summary)} cases of {summary['family'].nunique()}"
-        f" families{where}; {skipped} cases were skipped and {failed} failed,"
-        " each listed with its reason at the end."
+        f"The runs timed {len(summary)} cases of {summary['family'].nunique()}"
+        f" families{where}. {skipped} cases were skipped and {failed} failed, each"
+        " listed with its reason at the end."
     )
+    return f'<p class="lead">{_escape(count)}</p>'
+
+
+def _contents(sections: Sequence[tuple[str, str, list[tuple[str, str]]]]) -> str:
+    """Build the table of contents from (anchor, title, [(anchor, title)]) entries."""
+    items = []
+    for anchor, title, children in sections:
+        nested = ""
+        if children:
+            links = "".join(
+                f'<li><a href="#{child}">{_escape(text)}</a></li>'
+                for child, text in children
+            )
+            nested = f"<ul>{links}</ul>"
+        items.append(f'<li><a href="#{anchor}">{_escape(title)}</a>{nested}</li>')
     return (
-        f'<p class="lead">{_escape(count)} {_escape(headline(summary, not_timed))}</p>'
+        '<nav class="toc" aria-label="Contents"><p>Contents</p>'
+        f"<ol>{''.join(items)}</ol></nav>"
     )
+
+
+# Plot sections.
+
+
+def _plots_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [_heading(2, "Time per call", "time")]
+    parts.append(
+        '<p class="note">Median time per call against the elements of each input'
+        " array, log-log. The bars and bands span the first to the third"
+        " quartile of the rounds.</p>"
+    )
+    for family in _families(groups):
+        parts.append(_heading(3, family, _family_anchor("time", family)))
+        parts.append('<div class="plots">')
+        # Machines side by side: each dtype's plots of all machines in a row.
+        for dtype, group in _by_dtype(groups, family):
+            rows = group.summary[group.summary["family"] == family]
+            title = group.title(f"{family}, {dtype}")
+            figure = time_plot(rows[rows["dtype"] == dtype], family, dtype, title)
+            alt = f"median time per call of each {family} backend, {dtype}"
+            parts.append(f"<figure>{_image(figure, alt)}</figure>")
+        parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _heatmaps_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [
+        _heading(2, "Best speedup over the baseline", "speedup"),
+        (
+            '<p class="note">Each cell shows the fastest backend at that batch size N'
+            " and class count L and its speedup over the family's baseline. Grey"
+            " cells: other backends were timed there but not the baseline. Blank"
+            " cells: the size was not in the run.</p>"
+        ),
+    ]
+    for family in _families(groups):
+        for group in groups:
+            rows = group.summary[group.summary["family"] == family]
+            if rows.empty:
+                continue
+            baseline = baseline_backend(family) or "the baseline"
+            title = group.title(f"{family}: best speedup over {baseline}")
+            figure, notes = speedup_heatmap(rows, family, group.not_timed, title)
+            alt = f"best speedup over the baseline of {family} by batch and classes"
+            parts.append(f"<figure>{_image(figure, alt)}")
+            if notes:
+                items = "".join(f"<li>{_escape(note)}</li>" for note in notes)
+                parts.append(
+                    f"<figcaption>Grey cells, where {_escape(baseline)} was not"
+                    f" timed:<ul>{items}</ul></figcaption>"
+                )
+            parts.append("</figure>")
+    return "\n".join(parts)
+
+
+def _slope_cell(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return MISSING
+    if len(rows) == 1:
+        row = rows.iloc[0]
+        error = row["slope_se"]
+        spread = f" ± {error:.2f}" if math.isfinite(error) else ""
+        return f"{row['slope']:.2f}{spread}"
+    slopes = rows["slope"]
+    return f"{slopes.median():.2f} ({slopes.min():.2f} to {slopes.max():.2f})"
+
+
+def _slopes_table(slopes: pd.DataFrame, family: str) -> str:
+    """Build one row per backend: its slope against N × L, L at each N, and N."""
+    lines = [(ELEMENTS, "")]
+    lines += [
+        ("L", fixed)
+        for fixed in dict.fromkeys(slopes.loc[slopes["against"] == "L", "fixed"])
+    ]
+    headers = ["backend", "N × L"] + [f"L at {fixed}" for _, fixed in lines[1:]]
+    has_n = (slopes["against"] == "N").any()
+    if has_n:
+        headers.append("N at fixed L: median (range)")
+    head = "".join(
+        f'<th class="{"text" if i == 0 else "number"}">{_escape(h)}</th>'
+        for i, h in enumerate(headers)
+    )
+    body = []
+    order = [b.name for b in impls.backends(family)] if family in impls.FAMILIES else []
+    backends = sorted(
+        dict.fromkeys(slopes["backend"]),
+        key=lambda name: order.index(name) if name in order else len(order),
+    )
+    for backend in backends:
+        mine = slopes[slopes["backend"] == backend]
+        cells = [f'<td class="text">{_escape(backend)}</td>']
+        for against, fixed in lines:
+            match = mine[(mine["against"] == against) & (mine["fixed"] == fixed)]
+            cells.append(f'<td class="number">{_escape(_slope_cell(match))}</td>')
+        if has_n:
+            match = mine[mine["against"] == "N"]
+            cells.append(f'<td class="number">{_escape(_slope_cell(match))}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _crossovers_table(crossings: pd.DataFrame) -> str:
+    names = ["dtype", "along", "fixed", "faster_below", "faster_above", "at"]
+    names += ["margin_below", "margin_above"]
+    columns = [CROSSOVER_COLUMN[name] for name in names]
+    text = {"dtype", "along", "fixed", "faster_below", "faster_above"}
+    head = "".join(
+        f'<th class="{"text" if c.name in text else "number"}"'
+        f' title="{_escape(c.description)}">{_escape(c.header)}</th>'
+        for c in columns
+    )
+    body = []
+    for _, row in crossings.iterrows():
+        cells = "".join(
+            f'<td class="{"text" if c.name in text else "number"}">'
+            f"{_escape(c.format(row[c.name]))}</td>"
+            for c in columns
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _scaling_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [
+        _heading(2, "Scaling and crossovers", "scaling"),
+        (
+            '<p class="note">Slopes of log(median time) against log(size), fitted by'
+            " least squares, in the first dtype of each family: 1 means time grows"
+            " in proportion to size, 2 with its square, and near 0 the time is"
+            " mostly call overhead. ± is the slope's standard error, left out where"
+            " two sizes fit exactly. Crossovers are where a backend that is fastest"
+            " somewhere overtakes another, interpolated between neighboring sizes"
+            " on log-log axes. scaling.csv and crossovers.csv have every fit and"
+            " crossing in every dtype.</p>"
+        ),
+    ]
+    for family in _families(groups):
+        parts.append(_heading(3, family, _family_anchor("scaling", family)))
+        for group in groups:
+            rows = group.summary[group.summary["family"] == family]
+            if rows.empty:
+                continue
+            if group.label is not None:
+                parts.append(f'<p class="machine">{_escape(group.label)}</p>')
+            dtype = _ordered_dtypes(rows["dtype"])[0]
+            slopes = scaling_table(rows[rows["dtype"] == dtype])
+            if slopes.empty:
+                parts.append(
+                    f"<p>No backend was timed at two sizes in {_escape(dtype)}, so"
+                    " there is no slope to fit.</p>"
+                )
+            else:
+                parts.append(f"<p>Slopes, {_escape(dtype)}:</p>")
+                parts.append(_slopes_table(slopes, family))
+            crossings = leading_crossovers(rows, crossovers(rows))
+            if crossings.empty:
+                parts.append(
+                    "<p>No backend that is fastest somewhere swaps places with"
+                    " another between neighboring sizes.</p>"
+                )
+            else:
+                parts.append("<p>Crossovers:</p>")
+                parts.append(_crossovers_table(crossings))
+    return "\n".join(parts)
+
+
+def _bandwidth_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [_heading(2, "Share of memory bandwidth", "bandwidth")]
+    measured = [group for group in groups if group.bandwidth]
+    if not measured:
+        parts.append(
+            '<p class="note">The runs record no measured memory bandwidth (a'
+            " `bandwidth` entry with `triad_gb_per_s` in the machine description),"
+            " so this plot is left out. The tables still give each backend's"
+            " effective GB/s.</p>"
+        )
+        return "\n".join(parts)
+    parts.append(
+        '<p class="note">Effective GB/s, the bytes a call must read and write'
+        " divided by its median time, as a share of the machine's measured"
+        " triad bandwidth. Inputs that fit the cache can pass 100%.</p>"
+    )
+    for group in groups:
+        if not group.bandwidth:
+            parts.append(
+                f'<p class="note">{_escape(group.label)} has no measured bandwidth,'
+                " so it has no plot here.</p>"
+            )
+    for family in _families(groups):
+        parts.append(_heading(3, family, _family_anchor("bandwidth", family)))
+        parts.append('<div class="plots">')
+        for dtype, group in _by_dtype(measured, family):
+            rows = group.summary[group.summary["family"] == family]
+            title = group.title(f"{family}, {dtype}")
+            figure = bandwidth_plot(
+                rows[rows["dtype"] == dtype], family, dtype, group.bandwidth, title
+            )
+            alt = f"share of memory bandwidth of each {family} backend, {dtype}"
+            parts.append(f"<figure>{_image(figure, alt)}</figure>")
+        parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _machines_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [
+        _heading(2, "Machines compared", "machines"),
+        (
+            '<p class="note">The fastest backend at each size on each machine: its'
+            " time, and its effective GB/s as a share of that machine's own"
+            " measured bandwidth, so that machines with different memory compare"
+            " fairly.</p>"
+        ),
+    ]
+    summary = pd.concat([group.summary for group in groups])
+    bandwidths = {group.label: group.bandwidth for group in groups}
+    for family in _families(groups):
+        rows = summary[summary["family"] == family]
+        dtype = _ordered_dtypes(rows["dtype"])[0]
+        figure = machines_plot(rows[rows["dtype"] == dtype], family, dtype, bandwidths)
+        alt = f"fastest {family} backend on each machine, raw and normalized"
+        parts.append(f"<figure>{_image(figure, alt)}</figure>")
+    return "\n".join(parts)
+
+
+def _memory_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [
+        _heading(2, "Memory per call", "memory"),
+        (
+            '<p class="note">Estimated bytes one call needs, its two inputs'
+            " included, from each backend's memory model in the registry, at every"
+            " size of the run in the first dtype. This is the estimate the run"
+            " compares with its memory limit before it runs a case; cases above"
+            " the line were skipped.</p>"
+        ),
+    ]
+    limits = [run.get("memory_limit") for group in groups for run in group.runs]
+    limit = min((value for value in limits if value), default=None)
+    parts.append('<div class="plots">')
+    for family in _families(groups):
+        cases = pd.concat(
+            [group.summary[_CASE_COLUMNS] for group in groups]
+            + [
+                group.not_timed[_CASE_COLUMNS]
+                for group in groups
+                if len(group.not_timed)
+            ]
+        )
+        cases = cases[cases["family"] == family]
+        known = {backend.name for backend in impls.backends(family)}
+        backends = [name for name in dict.fromkeys(cases["backend"]) if name in known]
+        if not backends:
+            continue
+        dtype = _ordered_dtypes(cases["dtype"])[0]
+        sizes = sorted(
+            {Size(int(n), int(c)) for n, c in zip(cases["n"], cases["classes"])}
+        )
+        figure = memory_plot(family, backends, sizes, dtype, limit)
+        alt = f"estimated memory per call of each {family} backend"
+        parts.append(f"<figure>{_image(figure, alt)}</figure>")
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _compile_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [
+        _heading(2, "Compile times", "compile"),
+        (
+            '<p class="note">numba compiles a kernel on its first call for each'
+            " dtype. The run makes that call on a one-row input before timing, so"
+            " compile time is in no median. Each bar is the longest first call of"
+            " a backend and dtype over the run's sizes, because later sizes reuse"
+            " the compiled kernel. The kernels are cached on disk, so a bar of a"
+            " few milliseconds is a kernel loaded from the cache, not"
+            " compiled.</p>"
+        ),
+    ]
+    frames = []
+    for group in groups:
+        compiled = group.summary[np.isfinite(group.summary["compile_s"])]
+        if compiled.empty:
+            continue
+        longest = compiled.groupby(["family", "backend", "dtype"], sort=False)[
+            "compile_s"
+        ].max()
+        prefix = "" if group.label is None else f"{group.label}: "
+        frames.append(
+            pd.DataFrame(
+                {
+                    "label": [
+                        f"{prefix}{family}/{backend} {dtype}"
+                        for family, backend, dtype in longest.index
+                    ],
+                    "compile_s": longest.to_numpy(),
+                }
+            )
+        )
+    if not frames:
+        parts.append("<p>No compiled backend was timed in these runs.</p>")
+        return "\n".join(parts)
+    figure = compile_plot(pd.concat(frames, ignore_index=True))
+    parts.append(f"<figure>{_image(figure, 'numba compile time per backend')}</figure>")
+    return "\n".join(parts)
+
+
+# Tables and facts.
+
+
+def _tables_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [
+        _heading(2, "Tables", "tables"),
+        (
+            '<p class="note">Rows are grouped by size and dtype, fastest first.'
+            " The fastest is in bold.</p>"
+        ),
+    ]
+    for group in groups:
+        if group.label is not None:
+            parts.append(_heading(3, group.label))
+        for family in families(group.summary):
+            rows = group.summary[group.summary["family"] == family]
+            baseline = baseline_backend(family)
+            title = family + (f" (baseline: {baseline})" if baseline else "")
+            parts.append(
+                f"<details open><summary>{_escape(title)}, {len(rows)} rows</summary>"
+                f"{_summary_table(rows)}</details>"
+            )
+    legend = "".join(
+        f"<dt>{_escape(header)}</dt><dd>{_escape(text)}</dd>"
+        for header, text in column_legend(TABLE_COLUMNS)
+    )
+    parts.append(f'<dl class="legend">{legend}</dl>')
+    return "\n".join(parts)
+
+
+def _machine_facts_of(run: dict) -> list[tuple[str, str]] | None:
+    if run.get("machine"):
+        return machine_facts(run["machine"])
+    if run.get("machine_info"):
+        return _pytest_benchmark_facts(run["machine_info"])
+    return None
+
+
+def _side_by_side(columns: Sequence[tuple[str, list[tuple[str, str]]]]) -> str:
+    """Build one table with a column per machine and a row per fact."""
+    labels = list(dict.fromkeys(key for _, facts in columns for key, _ in facts))
+    head = "<th></th>" + "".join(
+        f'<th class="text">{_escape(title)}</th>' for title, _ in columns
+    )
+    body = []
+    for label in labels:
+        cells = "".join(
+            f"<td>{_escape(dict(facts).get(label, MISSING))}</td>"
+            for _, facts in columns
+        )
+        body.append(f"<tr><th>{_escape(label)}</th>{cells}</tr>")
+    return (
+        f'<div class="scroll"><table class="facts"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _machine_section(groups: Sequence[MachineRuns]) -> str:
+    title = "Machine" if len(groups) == 1 else "Machines"
+    parts = [_heading(2, title, "machine")]
+    columns = []
+    for group in groups:
+        for run in reversed(group.runs):  # the latest run describes the machine
+            facts = _machine_facts_of(run)
+            if facts is None:
+                continue
+            if not run.get("machine"):
+                parts.append(
+                    f'<p class="note">{_escape(run["path"])} has no machine'
+                    " description of softgrad's, so these fields come from"
+                    " pytest-benchmark and BLAS and thread counts are unknown.</p>"
+                )
+            bandwidth = group.bandwidth
+            facts = facts + [
+                (
+                    "bandwidth",
+                    f"{bandwidth:.3g} GB/s (triad)" if bandwidth else "not measured",
+                )
+            ]
+            columns.append((group.label or machine_label(run), facts))
+            break
+    if not columns:
+        parts.append("<p>The results files describe no machine.</p>")
+    elif len(columns) == 1:
+        parts.append(_facts_table(columns[0][1]))
+    else:
+        parts.append(_side_by_side(columns))
+    return "\n".join(parts)
+
+
+def _runs_section(groups: Sequence[MachineRuns]) -> str:
+    parts = [_heading(2, "Runs", "runs")]
+    for group in groups:
+        for run in group.runs:
+            facts = _run_facts(run)
+            if group.label is not None:
+                facts = [("machine", group.label)] + facts
+            parts.append(_facts_table(facts))
+    return "\n".join(parts)
+
+
+def _by_dtype(
+    groups: Sequence[MachineRuns], family: str
+) -> list[tuple[str, MachineRuns]]:
+    """List (dtype, machine) pairs of `family`, dtype first: machines side by side."""
+    summary = pd.concat([group.summary for group in groups])
+    dtypes = _ordered_dtypes(summary.loc[summary["family"] == family, "dtype"])
+    return [
+        (dtype, group)
+        for dtype in dtypes
+        for group in groups
+        if (
+            (group.summary["family"] == family) & (group.summary["dtype"] == dtype)
+        ).any()
+    ]
+
+
+def _families(groups: Sequence[MachineRuns]) -> list[str]:
+    return families(pd.concat([group.summary for group in groups]))
 
 
 def render_report(
     summary: pd.DataFrame, not_timed: pd.DataFrame, runs: Sequence[dict]
 ) -> str:
-    """Return the report as one HTML page that needs no other file."""
+    """Return the report as one HTML page that needs no other file.
+
+    With a `machine` column in `summary` (softgrad.summary.summarize_machines),
+    each machine gets its own plots and tables, side by side where they fit.
+    """
+    groups = machine_groups(summary, not_timed, runs)
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    sections = [
+    timed = not summary.empty
+    listed = []  # (anchor, title, children) for the table of contents
+    body = []
+
+    def add(html_text: str, anchor: str, title: str, children=()) -> None:
+        body.append(html_text)
+        listed.append((anchor, title, list(children)))
+
+    add(_answer_section(groups), "answer", "Answer")
+    if timed:
+        time_children = [
+            (_family_anchor("time", family), family) for family in _families(groups)
+        ]
+        add(_plots_section(groups), "time", "Time per call", time_children)
+        add(_heatmaps_section(groups), "speedup", "Best speedup over the baseline")
+        add(_scaling_section(groups), "scaling", "Scaling and crossovers")
+        add(_bandwidth_section(groups), "bandwidth", "Share of memory bandwidth")
+        if len(groups) > 1:
+            add(_machines_section(groups), "machines", "Machines compared")
+        add(_memory_section(groups), "memory", "Memory per call")
+        add(_compile_section(groups), "compile", "Compile times")
+        add(_tables_section(groups), "tables", "Tables")
+    machine_title = "Machine" if len(groups) == 1 else "Machines"
+    add(_machine_section(groups), "machine", machine_title)
+    add(_runs_section(groups), "runs", "Runs")
+    add(_not_timed_section(not_timed), "skipped", "Skipped and failed cases")
+
+    head = [
         f"<h1>{_escape(TITLE)}</h1>",
-        _introduction(summary, not_timed, runs),
+        body[0],
+        _introduction(groups) if timed else "",
         (
             '<p class="note">Each time is the median over the rounds'
             " pytest-benchmark ran (the rounds column), and the IQR shows the"
@@ -671,23 +866,15 @@ def render_report(
             f' <span class="nowrap">{created} UTC</span> by softgrad'
             f" {softgrad.__version__}.</p>"
         ),
-        _machine_section(runs),
-        _runs_section(runs),
+        _contents(listed),
     ]
-    if not summary.empty:
-        sections += [
-            _plots_section(summary),
-            _heatmaps_section(summary, not_timed),
-            _tables_section(summary),
-        ]
-    sections.append(_not_timed_section(not_timed))
-    body = "\n".join(sections)
+    page = "\n".join(head + body[1:])
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_escape(TITLE)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+        f"<body>\n<main>\n{page}\n</main>\n</body>\n</html>\n"
     )
 
 

@@ -101,6 +101,9 @@ CROSSOVER_COLUMNS = (
 CROSSOVER_COLUMN_NAMES = tuple(column.name for column in CROSSOVER_COLUMNS)
 
 ELEMENTS = "N × L"
+# Two backends within 5% of each other are tied on a noisy machine, so a swap
+# between ties is no crossover worth reporting; crossovers.csv keeps them all.
+MIN_MARGIN = 1.05
 
 
 def fit_slope(sizes, times) -> tuple[float, float, float]:
@@ -141,12 +144,26 @@ def _lines(rows: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
             yield "N", f"L = {int(classes)}", line.assign(x=line["n"])
 
 
+def _per_machine(function, summary: pd.DataFrame) -> pd.DataFrame:
+    """Apply `function` to each machine's rows and put a `machine` column first."""
+    frames = []
+    for machine in dict.fromkeys(summary["machine"]):
+        rows = summary[summary["machine"] == machine].drop(columns="machine")
+        frame = function(rows)
+        frame.insert(0, "machine", machine)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 def scaling_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Fit each backend's slopes for every line through the sizes it was timed at.
 
     `summary` comes from softgrad.summary.summarize. Lines with fewer than two
-    distinct sizes are left out. Returns SCALING_COLUMN_NAMES.
+    distinct sizes are left out. Returns SCALING_COLUMN_NAMES, after a
+    `machine` column when `summary` has one (summarize_machines).
     """
+    if "machine" in summary.columns:
+        return _per_machine(scaling_table, summary)
     records = []
     for (family, dtype, backend), rows in summary.groupby(
         ["family", "dtype", "backend"], sort=False
@@ -200,8 +217,10 @@ def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
 
     Along each line of _lines, two backends timed at the same sizes cross
     where the ratio of their times passes 1. Returns CROSSOVER_COLUMN_NAMES,
-    one row per crossing.
+    one row per crossing, after a `machine` column when `summary` has one.
     """
+    if "machine" in summary.columns:
+        return _per_machine(crossovers, summary)
     records = []
     for (family, dtype), rows in summary.groupby(["family", "dtype"], sort=False):
         for along, fixed, line in _lines(rows):
@@ -239,12 +258,15 @@ def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
     return _sorted(frame, summary, "along", ["fixed", "at", "faster_above"])
 
 
-def leading_crossovers(summary: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """Keep the crossovers that involve a backend fastest somewhere in its family.
+def leading_crossovers(
+    summary: pd.DataFrame, table: pd.DataFrame, min_margin: float = MIN_MARGIN
+) -> pd.DataFrame:
+    """Keep the clear crossovers that involve a backend fastest somewhere in its family.
 
     A contender is a backend that is fastest at one size and dtype at least.
     Crossings of two backends that are never fastest do not help to choose a
-    backend, and the baseline is left out because it is the reference.
+    backend, and the baseline is left out because it is the reference. A
+    crossing is clear when each backend leads by `min_margin` on its side.
     """
     fastest = summary[summary["time_vs_fastest"] == 1.0]
     contenders = {
@@ -256,6 +278,7 @@ def leading_crossovers(summary: pd.DataFrame, table: pd.DataFrame) -> pd.DataFra
         keep.append(
             bool(pair & contenders.get(row.family, set()))
             and baseline_backend(row.family) not in pair
+            and min(row.margin_below, row.margin_above) >= min_margin
         )
     return table[keep].reset_index(drop=True)
 

@@ -24,6 +24,7 @@ from rich.table import Table
 import impls
 from softgrad.cases import SoftgradError
 from softgrad.grid import DTYPES, Size, bytes_moved
+from softgrad.machine import machine_label
 from softgrad.timing import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,18 @@ COLUMNS = (
         "interquartile range of the time per call, in seconds",
         format_seconds,
     ),
+    Column(
+        "q1_s",
+        "Q1",
+        "first quartile of the time per call, in seconds",
+        format_seconds,
+    ),
+    Column(
+        "q3_s",
+        "Q3",
+        "third quartile of the time per call, in seconds",
+        format_seconds,
+    ),
     Column("rounds", "rounds", "number of timed calls", _format_integer),
     Column(
         "speedup_vs_baseline",
@@ -150,8 +163,11 @@ COLUMNS = (
 COLUMN = {column.name: column for column in COLUMNS}
 SUMMARY_COLUMNS = tuple(column.name for column in COLUMNS)
 
-# The columns of the per-family tables that a person reads (the family is the title).
-TABLE_COLUMNS = SUMMARY_COLUMNS[1:]
+# The columns of the per-family tables that a person reads: the family is the
+# title, and the IQR stands for both quartiles, which the plots show.
+TABLE_COLUMNS = tuple(
+    name for name in SUMMARY_COLUMNS[1:] if name not in ("q1_s", "q3_s")
+)
 TERMINAL_COLUMNS = (
     "n",
     "classes",
@@ -364,6 +380,41 @@ def load_results(
     )
 
 
+def summarize_machines(
+    paths: Iterable[str | os.PathLike],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Load and summarize raw files machine by machine, so machines stay apart.
+
+    Files are grouped by softgrad.machine.machine_label. Each group is loaded
+    with load_results and summarized on its own, so a case timed on two
+    machines gives two rows. With several machines, the summary and the
+    not-timed cases get a `machine` column; with one, they are as summarize
+    and load_results return them.
+    """
+    paths = list(paths)
+    if not paths:
+        raise ValueError("`paths` is empty, expected at least one results file")
+    groups: dict[str, list] = {}
+    for path in paths:
+        _, _, run = read_results(path)
+        groups.setdefault(machine_label(run), []).append(path)
+    summaries, skipped, runs = [], [], []
+    for label, group in groups.items():
+        timings, not_timed, group_runs = load_results(group)
+        summary = summarize(timings)
+        if len(groups) > 1:
+            summary.insert(0, "machine", label)
+            not_timed.insert(0, "machine", label)
+        summaries.append(summary)
+        skipped.append(not_timed)
+        runs += group_runs
+    return (
+        pd.concat(summaries, ignore_index=True),
+        pd.concat(skipped, ignore_index=True),
+        runs,
+    )
+
+
 def baseline_backend(family: str, timings: pd.DataFrame | None = None) -> str | None:
     """Return the name of `family`'s baseline backend, or None when it has none.
 
@@ -418,7 +469,9 @@ def summarize(timings: pd.DataFrame) -> pd.DataFrame:
             f"`timings` lacks columns {', '.join(missing)}; expected the timings"
             " that load_results returns"
         )
-    frame = timings.rename(columns={"median": "median_s", "iqr": "iqr_s"}).copy()
+    frame = timings.rename(
+        columns={"median": "median_s", "iqr": "iqr_s", "q1": "q1_s", "q3": "q3_s"}
+    ).copy()
     baselines = {
         family: baseline_backend(family, timings) for family in frame["family"].unique()
     }
@@ -493,8 +546,23 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> Path:
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
-    """Render the summary as markdown: one table per family, then a column legend."""
+    """Render the summary as markdown: one table per family, then a column legend.
+
+    A summary with a `machine` column (summarize_machines) gets one section of
+    tables per machine.
+    """
     lines = ["# softgrad summary", ""]
+    if "machine" in summary.columns:
+        for machine in dict.fromkeys(summary["machine"]):
+            rows = summary[summary["machine"] == machine].drop(columns="machine")
+            tables = summary_markdown(rows).split("\n## Columns\n")[0]
+            lines += [f"## {machine}", ""]
+            lines += [
+                line.replace("## ", "### ", 1) for line in tables.splitlines()[2:]
+            ]
+        lines += ["## Columns", ""]
+        lines += [f"- **{header}**: {text}" for header, text in column_legend()]
+        return "\n".join(lines) + "\n"
     for family in families(summary):
         rows = summary[summary["family"] == family]
         baseline = baseline_backend(family)
@@ -522,9 +590,9 @@ def write_summary(
     formatted values under the headers.
     """
     folder = Path(folder)
-    csv = write_atomic(
-        folder / "summary.csv", summary[list(SUMMARY_COLUMNS)].to_csv(index=False)
-    )
+    columns = ["machine"] if "machine" in summary.columns else []
+    columns += list(SUMMARY_COLUMNS)
+    csv = write_atomic(folder / "summary.csv", summary[columns].to_csv(index=False))
     markdown = write_atomic(folder / "summary.md", summary_markdown(summary))
     log.info("wrote %s and %s", csv, markdown)
     return csv, markdown

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 import os
 from html.parser import HTMLParser
 from pathlib import Path
@@ -27,11 +29,17 @@ class Page(HTMLParser):
         self.h1 = ""
         self.images: list[dict] = []
         self.references: list[str] = []  # every src and href
+        self.ids: list[str] = []
+        self.headings: list[tuple[str, str | None]] = []  # (tag, id) of h2 and h3
         self._inside = None
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+        if tag in ("h2", "h3"):
+            self.headings.append((tag, attrs.get("id")))
         if tag == "img":
             self.images.append(attrs)
         for name in ("src", "href"):
@@ -48,6 +56,17 @@ class Page(HTMLParser):
             self.title += data
         elif self._inside == "h1":
             self.h1 += data
+
+
+def answer_items(text: str) -> list[str]:
+    """Return the text of each answer item, tags removed, no-break spaces as spaces."""
+    block = text[text.index('<ul class="answers">') :]
+    block = block[: block.index("</ul>")]
+    items = re.findall(r"<li>(.*?)</li>", block)
+    return [
+        html.unescape(re.sub("<[^>]+>", "", item)).replace("\u00a0", " ")
+        for item in items
+    ]
 
 
 def build(path: Path, folder: Path, machine=None) -> tuple[str, Path]:
@@ -106,16 +125,30 @@ def test_report_title(hand_report):
     assert page.h1 == report.TITLE
 
 
+def alts(page: Page, start: str) -> list[str]:
+    return [image["alt"] for image in page.images if image["alt"].startswith(start)]
+
+
 def test_report_one_image_per_plot(hand_report):
-    """hand.json has two (family, dtype) pairs: two time plots and two heatmaps."""
+    """hand.json: 2 (family, dtype) pairs give 2 time plots and 2 heatmaps, plus
+    one memory plot per family and one compile chart."""
     _, page, _ = hand_report
-    assert len(page.images) == 2 + 2
+    assert len(alts(page, "median time per call")) == 2
+    assert len(alts(page, "best speedup")) == 2
+    assert len(alts(page, "estimated memory")) == 2
+    assert len(alts(page, "numba compile time")) == 1
+    assert len(page.images) == 2 + 2 + 2 + 1
 
 
 def test_report_real_one_image_per_plot(real_report):
-    """A real run of 3 families in 2 dtypes gives 6 time plots and 3 heatmaps."""
+    """A real run of 3 families in 2 dtypes: 6 time plots, 3 heatmaps, 3 memory
+    plots and one compile chart, and no bandwidth plot without a bandwidth."""
     _, page = real_report
-    assert len(page.images) == 3 * 2 + 3
+    assert len(alts(page, "median time per call")) == 3 * 2
+    assert len(alts(page, "best speedup")) == 3
+    assert len(alts(page, "estimated memory")) == 3
+    assert len(alts(page, "share of memory bandwidth")) == 0
+    assert len(page.images) == 3 * 2 + 3 + 3 + 1
 
 
 def test_report_images_are_embedded_png(hand_report):
@@ -133,7 +166,8 @@ def test_report_no_remote_references(real_report):
     text, page = real_report
     assert "http://" not in text
     assert "https://" not in text
-    assert all(reference.startswith("data:") for reference in page.references)
+    for reference in page.references:
+        assert reference.startswith(("data:", "#")), reference
 
 
 def test_report_lists_skipped_reason(hand_report):
@@ -155,28 +189,30 @@ def test_report_real_skipped_reasons(real_report):
         assert entry["reason"] in text
 
 
-def test_report_headline(hand_report):
-    """The opening paragraph names each size's winner with ratios from the data."""
+def test_report_answer_first(hand_report):
+    """The answer is the first section, before any plot, one item per family."""
     text, _, _ = hand_report
-    # 4 x 5: numba_serial 4 us, numpy_vjp 10 us (2.5x), looped_jacobian 200 us (50x).
-    assert (
-        "at the smallest size, 4 × 5, numba_serial is fastest at 4.00 µs, 2.50×"
-        " faster than numpy_vjp and 50.0× faster than looped_jacobian"
-    ) in text
-    # 64 x 10: numpy_vjp 20 us, numba_serial 50 us (2.5x), no baseline.
-    assert (
-        "at the largest size, 64 × 10, numpy_vjp is fastest at 20.0 µs, 2.50×"
-        " faster than numba_serial (looped_jacobian was not timed there"
-    ) in text
+    answer = text.index('id="answer"')
+    assert answer < text.index("<img")
+    assert answer < text.index('id="time"')
+    assert len(answer_items(text)) == 2
 
 
-def test_report_headline_single_size(hand_report):
-    """A family timed at one size calls it the only size: fused_numpy wins 20x."""
+def test_report_answer_sentences(hand_report):
+    """Each family's item is one sentence that names the family and the winner."""
     text, _, _ = hand_report
-    assert (
-        "In cce_softmax_backward (float32), at the only size, 8 × 3, fused_numpy"
-        " is fastest at 5.00 µs, 20.0× faster than composed_looped."
-    ) in text
+    items = answer_items(text)
+    assert items[0].startswith("softmax_backward (float64): numba_serial")
+    assert items[1].startswith("cce_softmax_backward (float32): fused_numpy")
+    for item in items:
+        assert item.endswith(".")
+        assert ". " not in item
+
+
+def test_report_answer_by_hand(hand_report):
+    """fused_numpy at 8 x 3 is 100 us / 5 us = 20 times faster than the baseline."""
+    text, _, _ = hand_report
+    assert "20.0× faster than composed_looped" in answer_items(text)[1]
 
 
 def test_report_heatmap_note(hand_report):
@@ -255,3 +291,102 @@ def test_report_empty_summary(tmp_path):
     text = report.render_report(sm.summarize(timings), not_timed, runs)
     assert "No case was timed" in text
     assert "predicted 3.00 s per call, time budget 2 s" in text
+
+
+def test_report_contents_links_resolve(real_report):
+    """Every link of the table of contents points at an id on the page."""
+    text, page = real_report
+    links = [ref[1:] for ref in page.references if ref.startswith("#")]
+    assert len(links) >= 10
+    for link in links:
+        assert link in page.ids, link
+
+
+def test_report_contents_lists_every_section(real_report):
+    """Every h2 has an id, and the table of contents links to each."""
+    _, page = real_report
+    sections = [anchor for tag, anchor in page.headings if tag == "h2"]
+    links = {ref[1:] for ref in page.references if ref.startswith("#")}
+    assert None not in sections
+    assert set(sections) <= links
+
+
+def test_report_ids_unique(real_report):
+    """No id is used twice, so every link has one target."""
+    _, page = real_report
+    assert len(page.ids) == len(set(page.ids))
+
+
+def test_report_scaling_section(real_report):
+    """The scaling section has a slopes table for each family."""
+    text, _ = real_report
+    section = text[text.index('id="scaling"') : text.index('id="bandwidth"')]
+    assert section.count("Slopes, float64") == 3
+
+
+def test_report_bandwidth_note_without_measurement(real_report):
+    """Without a measured bandwidth the report says why the plot is missing."""
+    text, _ = real_report
+    assert "record no measured memory bandwidth" in text
+
+
+def two_machines(tmp_path: Path) -> list[Path]:
+    """Copies of hand.json from two hosts; only the second measured its bandwidth."""
+    paths = []
+    for host, bandwidth in (("server", None), ("laptop", 20.0)):
+        data = json.loads(HAND.read_text())
+        data["machine_info"]["node"] = host
+        data["softgrad"]["machine"] = dict(MACHINE, cpu=f"{host} CPU")
+        if bandwidth:
+            data["softgrad"]["machine"]["bandwidth"] = {"triad_gb_per_s": bandwidth}
+        path = tmp_path / f"{host}.json"
+        path.write_text(json.dumps(data))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def machines_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("machines")
+    summary, not_timed, runs = sm.summarize_machines(two_machines(folder))
+    text = report.render_report(summary, not_timed, runs)
+    return text, Page(text)
+
+
+def test_report_machines_side_by_side(machines_report):
+    """Two machines: one facts table with a column for each, bandwidth included."""
+    text, _ = machines_report
+    section = text[text.index('id="machine"') : text.index('id="runs"')]
+    assert section.count("<table") == 1
+    assert "server (server CPU, 8 cores)</th>" in section
+    assert "laptop (laptop CPU, 8 cores)</th>" in section
+    assert "20 GB/s (triad)" in section
+    assert "not measured" in section
+
+
+def test_report_machines_answer_each(machines_report):
+    """Each machine gets its own answer list, one sentence per family."""
+    text, _ = machines_report
+    answers = text[text.index('id="answer"') : text.index('class="lead"')]
+    assert answers.count('<ul class="answers">') == 2
+    assert answers.count("<li>") == 2 * 2
+
+
+def test_report_machines_plots(machines_report):
+    """Each machine has its own time plots; the normalized comparison has one per
+    family; only the measured machine has bandwidth plots."""
+    _, page = machines_report
+    assert len(alts(page, "median time per call")) == 2 * 2
+    assert len(alts(page, "fastest")) == 2
+    assert len(alts(page, "share of memory bandwidth")) == 2
+
+
+def test_report_machines_not_merged(tmp_path):
+    """A case timed on two machines gives two summary rows, one per machine."""
+    summary, _, _ = sm.summarize_machines(two_machines(tmp_path))
+    timings, _, _ = sm.load_results(HAND)
+    assert len(summary) == 2 * len(timings)
+    assert set(summary["machine"]) == {
+        "server (server CPU, 8 cores)",
+        "laptop (laptop CPU, 8 cores)",
+    }
