@@ -203,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the file format (default: from the --output suffix)",
     )
 
+    publish = commands.add_parser(
+        "publish",
+        parents=[common],
+        help="run `asv publish` and make the page load its scripts locally, "
+        "so it works offline",
+    )
+    publish.add_argument(
+        "--config",
+        type=Path,
+        default=Path("asv.conf.json"),
+        help="asv's configuration, whose html_dir is rewritten (default: %(default)s)",
+    )
+    publish.add_argument(
+        "--assets",
+        type=Path,
+        help="folder of the npm tarballs the page's scripts come from; filled with "
+        "`npm pack` when empty (default: ~/.cache/softgrad/asv-assets)",
+    )
+
     commands.add_parser(
         "list", parents=[common], help="list every backend and whether it runs here"
     )
@@ -511,6 +530,42 @@ def command_export(options, console: Console) -> int:
     return 0
 
 
+def command_publish(options, console: Console) -> int:
+    import subprocess
+
+    from softgrad import asv_html
+
+    try:
+        config = json.loads(options.config.read_text())
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot read asv configuration `{options.config}`: {error}")
+    html_dir = options.config.parent / config.get("html_dir", "html")
+    completed = subprocess.run(
+        [sys.executable, "-m", "asv", "publish", "--config", str(options.config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise CommandError(
+            f"`asv publish` failed with exit status {completed.returncode}:"
+            f" {(completed.stderr or completed.stdout).strip()[-800:]}"
+        )
+    try:
+        tarballs = asv_html.fetch(options.assets or asv_html.default_cache())
+        replaced = asv_html.localize(html_dir, tarballs)
+    except asv_html.AssetError as error:
+        raise CommandError(
+            f"{html_dir} was published but still loads its scripts from CDNs: {error}"
+        ) from None
+    console.print(f"{html_dir}/index.html: {len(replaced)} scripts and styles local")
+    console.print(
+        f"view it with `python -m http.server --bind 127.0.0.1 --directory {html_dir}`"
+        " and open http://127.0.0.1:8000"
+    )
+    return 0
+
+
 def command_list(options, console: Console) -> int:
     import impls
 
@@ -666,6 +721,7 @@ COMMANDS = {
     "report": command_report,
     "compare": command_compare,
     "export": command_export,
+    "publish": command_publish,
     "list": command_list,
     "train": command_train,
 }
