@@ -308,35 +308,75 @@ def write_json_atomically(data: dict, path: Path) -> None:
         raise
 
 
-class ProgressPlugin:
-    """Shows a progress bar over the cases pytest runs, with the current case."""
+# A case that a static check skips (backend unavailable, dtype unsupported,
+# memory over the limit) ends in microseconds, while a timed one takes about
+# --max-time and its calibration. Weighting skips this little keeps them from
+# counting as work done in the estimate of the time left.
+SKIPPED_WEIGHT = 0.01
 
-    def __init__(self, console: Console):
+
+class ProgressPlugin:
+    """Shows a progress bar over the cases pytest runs, with the current case.
+
+    The bar advances by each case's expected share of the work, so the time
+    left, which rich extrapolates from the recent rate, is not fooled by a
+    stretch of instant skips. The count next to it is of cases.
+    """
+
+    def __init__(self, console: Console, memory_limit: int | None = None):
         self.progress = Progress(
             TextColumn("{task.description:<40}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[done]}/{task.fields[cases]} cases"),
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
             console=console,
             transient=False,
         )
+        self.memory_limit = memory_limit
+        self.weights: dict[str, float] = {}
         self.task = None
 
+    def weight(self, item) -> float:
+        """Return SKIPPED_WEIGHT for a case a static check skips, else 1."""
+        from softgrad import cases
+
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if not isinstance(case, cases.Case):
+            return 1.0
+        limit = self.memory_limit or cases.default_memory_limit()
+        try:
+            cases.check_static(case, limit)
+        except cases.Skip:
+            return SKIPPED_WEIGHT
+        return 1.0
+
     def pytest_collection_finish(self, session):
+        self.weights = {item.nodeid: self.weight(item) for item in session.items}
         self.progress.start()
-        self.task = self.progress.add_task("collecting", total=len(session.items))
+        self.task = self.progress.add_task(
+            "collecting",
+            total=sum(self.weights.values()),
+            done=0,
+            cases=len(session.items),
+        )
 
     def pytest_runtest_logstart(self, nodeid, location):
         if self.task is not None:
             case = nodeid.split("[", 1)[-1].rstrip("]")
             family = nodeid.split("::")[-1].split("[")[0].removeprefix("test_")
+            if "NOTSET" in case:  # pytest's name for an empty parameter list
+                case = "(no case selected)"
             self.progress.update(self.task, description=f"{family} {case}"[:40])
 
     def pytest_runtest_logfinish(self, nodeid, location):
         if self.task is not None:
-            self.progress.advance(self.task)
+            done = self.progress.tasks[0].fields["done"] + 1
+            self.progress.update(
+                self.task, advance=self.weights.get(nodeid, 1.0), done=done
+            )
 
     def pytest_sessionfinish(self, session, exitstatus):
         if self.task is not None:
@@ -437,7 +477,8 @@ def command_run(options, console: Console) -> int:
         machine_info["cleared_environment"] = os.environ[REEXEC_MARK]
     console.print(_machine_line(machine_info))
 
-    plugin = ProgressPlugin(console)
+    limit = options.memory_limit_gib
+    plugin = ProgressPlugin(console, None if limit is None else int(limit * 2**30))
     # pytest's own output goes to the log, so the terminal shows only the progress.
     with (
         open(log_path, "w") as log_file,

@@ -99,3 +99,45 @@ def test_run_then_report_end_to_end(tmp_path):
     rebuilt = run_softgrad("report", str(raw_files[0]), "--results", str(results))
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert (results / "report.html").stat().st_size > 0
+
+
+class FakeItem:
+    """The part of a pytest item that ProgressPlugin.weight reads."""
+
+    def __init__(self, case):
+        self.callspec = type("CallSpec", (), {"params": {"case": case}})()
+
+
+def test_progress_weight_of_skipped_case():
+    """A case over the memory limit counts as a sliver of work, a timed one as 1."""
+    from rich.console import Console
+
+    from softgrad.cases import Case
+    from softgrad.grid import Size
+
+    case = Case("softmax_backward", "numpy_vjp", Size(4, 5), "float64")
+    tiny = cli.ProgressPlugin(Console(quiet=True), memory_limit=1)
+    ample = cli.ProgressPlugin(Console(quiet=True), memory_limit=2**30)
+    assert tiny.weight(FakeItem(case)) == cli.SKIPPED_WEIGHT
+    assert ample.weight(FakeItem(case)) == 1.0
+
+
+def test_run_quiet_prints_nothing(tmp_path):
+    """`softgrad run --quiet` writes its files but prints nothing on success."""
+    completed = run_softgrad(
+        "run",
+        "--quiet",
+        "--quick",
+        "--sizes",
+        "4x5",
+        "--backends",
+        "numpy_vjp",
+        "--results",
+        str(tmp_path),
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == ""
+    assert completed.stderr == ""
+    assert (tmp_path / "report.html").is_file()
+    assert (tmp_path / "scaling.csv").is_file()
+    assert (tmp_path / "tidy.csv").is_file()
