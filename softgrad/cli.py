@@ -175,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         "either way (default: softgrad.compare.DEFAULT_MIN_CHANGE, 1.1)",
     )
     compare.add_argument(
+        "--min-time",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="leave cases whose OLD median is below SECONDS out of --fail-above; "
+        "the table still shows them (default: %(default)s)",
+    )
+    compare.add_argument(
         "--relative",
         action="store_true",
         help="divide every ratio by the geometric mean of all ratios, to take out "
@@ -659,7 +667,9 @@ def command_compare(options, console: Console) -> int:
     compare.print_comparison(comparison, extra, min_change, console)
     if options.fail_above is None:
         return 0
-    failing = compare.regressions(comparison, options.fail_above)
+    if not options.min_time >= 0:
+        raise CommandError(f"`--min-time` must be 0 or more, got {options.min_time}")
+    failing = compare.regressions(comparison, options.fail_above, options.min_time)
     for row in failing.itertuples():
         # On stderr, so that --quiet still prints why the exit status is 1.
         print(

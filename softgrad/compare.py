@@ -231,10 +231,18 @@ def compare_files(
     return frame[list(COMPARE_COLUMN_NAMES)].reset_index(drop=True), extra
 
 
-def regressions(comparison: pd.DataFrame, factor: float) -> pd.DataFrame:
-    """Return the rows flagged slower whose ratio is above `factor`."""
+def regressions(
+    comparison: pd.DataFrame, factor: float, min_time: float = 0.0
+) -> pd.DataFrame:
+    """Return the rows flagged slower whose ratio is above `factor`.
+
+    Cases whose OLD median is below `min_time` seconds are left out: at a few
+    microseconds per call, two runs of the same code on a busy machine can
+    differ by more than 1.5x.
+    """
     slower = comparison["change"] == SLOWER
-    return comparison[slower & (comparison["ratio"] > factor)]
+    timed_long = comparison["old_median_s"] >= min_time
+    return comparison[slower & (comparison["ratio"] > factor) & timed_long]
 
 
 def write_comparison(comparison: pd.DataFrame, path: str | os.PathLike):

@@ -277,3 +277,17 @@ def test_pytest_benchmark_compare_reads_raw_folder(tmp_path):
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert f"Comparing against benchmarks from: {saved.name}" in compared.stderr
     assert "(NOW)" in compared.stdout
+
+
+def test_regressions_skip_short_cases(pair):
+    """min_time above every OLD median leaves nothing to fail on."""
+    comparison, _ = cmp.compare_files(*pair)
+    slowest = comparison["old_median_s"].max()
+    assert cmp.regressions(comparison, 2.0, min_time=2 * slowest).empty
+    assert not cmp.regressions(comparison, 2.0, min_time=0.0).empty
+
+
+def test_cli_min_time_passes_gate(pair, capsys):
+    """--min-time 1 (second) lets a microsecond-scale slowdown pass the gate."""
+    arguments = ["compare", *map(str, pair), "--fail-above", "2", "--min-time", "1"]
+    assert cli.main(arguments) == 0
