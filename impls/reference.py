@@ -44,7 +44,13 @@ def softmax(logits):
 
 
 def cce_logits_backward(logits, labels):
-    """Return dL/dz = (softmax(z) - y) / N of the mean CCE as float64."""
+    """Return dL/dz = (softmax(z) - y) / N of the mean CCE as float64.
+
+    A logit of -inf masks its class, whose probability is then 0. A row of -inf
+    only has no softmax (0 / 0), so its gradient row is NaN, as it is from every
+    backend. The row is not rejected, because finding it takes a pass over the
+    whole array.
+    """
     logits = float_matrix(logits, "logits")
     labels = labels_for(labels, logits, "logits")
     s = softmax(logits)
