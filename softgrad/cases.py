@@ -112,11 +112,29 @@ def plan(
     return cases
 
 
+def reference_check_memory(case: Case) -> int:
+    """Estimate the bytes the reference check allocates beside the inputs.
+
+    The backend's result stays alive while the float64 oracle works in
+    longdouble: at most three longdouble arrays, one float64 array and two
+    longdouble values per row at a time (56 bytes per element where longdouble
+    has 16, traced with tracemalloc at 1000 x 1000).
+    """
+    longdouble = np.dtype(np.longdouble).itemsize
+    per_element = np.dtype(case.dtype).itemsize + 3 * longdouble + 8
+    return case.size.n * (case.size.classes * per_element + 2 * longdouble)
+
+
 def memory_need(case: Case) -> int:
-    """Estimate the bytes a call needs: its inputs plus what it allocates."""
+    """Estimate the bytes a case needs at its peak.
+
+    That is its inputs, plus the larger of what the backend call allocates and
+    what the reference check allocates.
+    """
     backend = impls.get(case.family, case.backend)
     inputs = 2 * case.size.n * case.size.classes * np.dtype(case.dtype).itemsize
-    return inputs + backend.memory(case.size.n, case.size.classes, case.dtype)
+    call = backend.memory(case.size.n, case.size.classes, case.dtype)
+    return inputs + max(call, reference_check_memory(case))
 
 
 def check_static(case: Case, memory_limit: int) -> None:
