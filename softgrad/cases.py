@@ -60,6 +60,11 @@ class Case:
         return f"{self.backend}-{self.size}-{self.dtype}"
 
     @property
+    def key(self) -> tuple[str, str, int, int, str]:
+        """The case as (family, backend, n, classes, dtype), as results store it."""
+        return (self.family, self.backend, self.size.n, self.size.classes, self.dtype)
+
+    @property
     def group(self) -> str:
         return f"{self.family} N={self.size.n} L={self.size.classes} {self.dtype}"
 
