@@ -79,7 +79,7 @@ class Backend:
     out_may_alias: tuple[str, ...] = ()
     # Computes dL/ds = -y / s before the softmax backward, as the textbook does, so
     # a row whose label class has probability 0 (or so small that 1 / s overflows)
-    # comes out NaN, where the closed form (s - y) / N is finite.
+    # comes out NaN or infinite, where the closed form (s - y) / N is finite.
     divides_by_probs: bool = False
     # "module:object" with convert(arrays), finish(result) and to_numpy(result),
     # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.

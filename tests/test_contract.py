@@ -34,7 +34,7 @@ LOGIT_ROW_KINDS = ROW_KINDS + ("all_masked",)
 MAX_EXPONENT = {"float32": 30, "float64": 300}
 
 CONTRACT = settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     derandomize=True,
     database=None,
@@ -49,6 +49,14 @@ def backend(request):
     if not backend.available:
         pytest.skip(f"{backend.key} is unavailable: {backend.reason}")
     return backend
+
+
+@pytest.fixture(params=FLOAT_DTYPES)
+def dtype(request, backend):
+    """Each floating-point dtype, skipped for a backend that does not take it."""
+    if request.param not in backend.dtypes:
+        pytest.skip(f"{backend.key} does not take {request.param}")
+    return request.param
 
 
 @dataclass
@@ -198,16 +206,13 @@ def check_against_reference(backend, drawn: Drawn, result: np.ndarray) -> None:
         if np.isnan(want).any():
             assert np.isnan(got).all(), f"row {row}: {got}, expected a NaN row"
             continue
-        if label_p is not None and label_p[row] == 0:
+        unsafe = label_p is not None and label_p[row] < 16 / finfo.max
+        if unsafe and label_p[row] == 0:
             # -y / s at the label class is -inf, hence the registry's divides_by_probs.
-            assert np.isnan(got).all(), f"row {row}: {got}, expected a NaN row"
+            assert not np.isfinite(got).any(), f"row {row}: {got}, expected no number"
             continue
-        if (
-            label_p is not None
-            and label_p[row] < 16 / finfo.max
-            and np.isnan(got).all()
-        ):
-            continue  # 1 / s at the label may overflow, and the row be NaN
+        if unsafe and not np.isfinite(got).any():
+            continue  # 1 / s at the label overflowed, so the row has only inf and NaN
         error = np.abs(got - want).max()
         assert error <= allowed[row], (
             f"row {row}: {got} vs {want}, error {error:.3g} > {allowed[row]:.3g}"
@@ -229,9 +234,9 @@ def assert_unchanged(family, arrays, copies, skip=()) -> None:
 
 @CONTRACT
 @given(data=st.data())
-def test_values_match_reference(backend, data):
+def test_values_match_reference(backend, dtype, data):
     """Drawn inputs give the reference's values, row by row, and stay unchanged."""
-    drawn = data.draw(drawn_inputs(backend.family, dtypes_of(backend)))
+    drawn = data.draw(drawn_inputs(backend.family, [dtype]))
     copies = copies_of(drawn.arrays)
 
     with np.errstate(all="ignore"):
@@ -243,9 +248,9 @@ def test_values_match_reference(backend, data):
 
 @CONTRACT
 @given(data=st.data(), layout=st.sampled_from(("C", "F", "strided")))
-def test_out_receives_values(backend, data, layout):
+def test_out_receives_values(backend, dtype, data, layout):
     """`out=` in any layout is returned, holding the reference's values."""
-    drawn = data.draw(drawn_inputs(backend.family, dtypes_of(backend)))
+    drawn = data.draw(drawn_inputs(backend.family, [dtype]))
     copies = copies_of(drawn.arrays)
     out = arrange(np.full(drawn.arrays[0].shape, 7.0, drawn.dtype), layout)
 
@@ -269,11 +274,9 @@ def _float_arguments(backend, drawn: Drawn) -> list[str]:
 
 @CONTRACT
 @given(data=st.data())
-def test_out_aliasing_an_input(backend, data):
+def test_out_aliasing_an_input(backend, dtype, data):
     """`out` may be an input the registry lists in out_may_alias, and no other."""
-    drawn = data.draw(
-        drawn_inputs(backend.family, dtypes_of(backend), label_kinds=("one_hot",))
-    )
+    drawn = data.draw(drawn_inputs(backend.family, [dtype], label_kinds=("one_hot",)))
     names = _float_arguments(backend, drawn)
     name = data.draw(st.sampled_from(names))
     position = impls.ARGUMENTS[backend.family].index(name)
