@@ -36,9 +36,15 @@ def _start_numba_compiler():
     numba.njit(lambda: 0)()
 
 
-# Import every backend's module (numba included) at discovery, so that the forked
-# benchmark processes start with them loaded.
-_AVAILABLE = {backend.key: backend.available for backend in impls.backends()}
+# Import every CPU backend's module (numba included) at discovery, so that the
+# forked benchmark processes start with them loaded. GPU backends load in each
+# benchmark process instead, because CUDA initialized before fork() cannot be used
+# in the child process.
+_AVAILABLE = {
+    backend.key: backend.available
+    for backend in impls.backends()
+    if backend.device == "cpu"
+}
 _start_numba_compiler()
 
 # The prepared cases of this process, or the reason a case is skipped. asv runs
@@ -73,7 +79,7 @@ def prepare_case(family, backend, size, dtype):
 
 
 def traced_peak_bytes(function, arrays):
-    """Call `function(*arrays)` once and return the peak bytes tracemalloc saw."""
+    """Call `function(*arrays)` once and return the peak bytes traced meanwhile."""
     tracemalloc.start()
     try:
         function(*arrays)
@@ -90,26 +96,34 @@ class _Gradient:
     # Per round: at least 5 samples, then more until 50 samples or 0.05 s. With a
     # setup method, asv's runner times one call per sample.
     repeat = (5, 50, 0.05)
+    # setup has already called the backend three times (two probes and the
+    # checked call), so asv's default warm-up of 0.1 s per round is halved.
+    warmup_time = 0.05
 
     def setup(self, backend, size, dtype):
         prepared = prepare_case(self.family, backend, size, dtype)
-        self.function = prepared.backend
-        self.arrays = prepared.arrays
+        self.backend = prepared.backend
+        self.arrays = prepared.arrays  # numpy inputs, for the reference
+        self.native = prepared.native  # the same inputs as the backend's arrays
 
     def time_gradient(self, backend, size, dtype):
         """Time one call, allocation of the output included (no `out=`).
 
-        asv ignores the returned gradient; tests check it against the reference.
+        asv ignores the returned gradient. The tests check it against the reference.
         """
-        return self.function(*self.arrays)
+        return self.backend.call_native(*self.native)
 
     def peakmem_gradient(self, backend, size, dtype):
         """Peak RSS of the whole process, which includes numba and the setup's check."""
-        self.function(*self.arrays)
+        self.backend.call_native(*self.native)
 
     def track_peak_allocated_bytes(self, backend, size, dtype):
-        """Peak bytes numpy allocates during one call, output included."""
-        return traced_peak_bytes(self.function, self.arrays)
+        """Peak bytes numpy allocates during one call, output included.
+
+        Memory that a backend allocates outside Python's allocators (a GPU, a
+        peer library's own allocator) is not traced.
+        """
+        return traced_peak_bytes(self.backend.call_native, self.native)
 
     track_peak_allocated_bytes.unit = "bytes"
 

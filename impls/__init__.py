@@ -7,12 +7,12 @@ memory estimate; a backend is called like the function it wraps.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from impls._checks import InputError
+from impls._checks import DEVICE_DTYPE_NAMES, InputError
 from impls.reference import REFERENCES
 
 FAMILIES = ("softmax_backward", "cce_softmax_backward", "cce_logits_backward")
@@ -25,6 +25,12 @@ ARGUMENTS = {
 }
 
 BOTH_DTYPES = ("float32", "float64")
+GPU_DTYPES = DEVICE_DTYPE_NAMES  # float32, float64, float16, bfloat16
+
+
+def itemsize(dtype) -> int:
+    """Return the bytes per element of `dtype`, bfloat16 included without ml_dtypes."""
+    return 2 if str(dtype) == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def _outputs(n, classes, itemsize):
@@ -60,6 +66,20 @@ def _vector(n, classes, itemsize):
     return _outputs(n, classes, itemsize) + n * itemsize
 
 
+def _row_pieces(n, classes, itemsize):
+    """The output and two float64 partial values per block of the kernel's grid.
+
+    impls.gpu.launch_shape makes fewer than 2 N + 4096 blocks on a GPU of at most
+    1024 multiprocessors.
+    """
+    return _outputs(n, classes, itemsize) + 2 * 8 * (2 * n + 4096)
+
+
+def _autograd_cross_entropy(n, classes, itemsize):
+    """The log-softmax autograd saves for the backward, the gradient and the loss."""
+    return 2 * _outputs(n, classes, itemsize) + n * itemsize
+
+
 @dataclass(frozen=True)
 class Backend:
     """One implementation of one family, loaded on first call."""
@@ -74,6 +94,7 @@ class Backend:
     jacobian: bool = False  # builds L x L Jacobians, so memory grows with L^2
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
+    device: str = "cpu"  # where it computes: "cpu" or "gpu"
     # The inputs that `out=` may be (the same array, not a partial overlap),
     # because the backend is done reading each element before it writes there.
     out_may_alias: tuple[str, ...] = ()
@@ -116,7 +137,11 @@ class Backend:
 
     def memory(self, n: int, classes: int, dtype) -> int:
         """Estimate the bytes one call allocates for (N, L) inputs of `dtype`."""
-        return self.memory_model(n, classes, np.dtype(dtype).itemsize)
+        return self.memory_model(n, classes, itemsize(dtype))
+
+    def memory_available(self) -> int | None:
+        """Return the free bytes of the backend's device, or None for host memory."""
+        return self._require()[1].memory_available()
 
     def _require(self):
         function = self._load()
@@ -150,7 +175,9 @@ class Adapter:
 
     The numpy adapter passes arrays through. A peer or GPU backend overrides
     convert (host to device, outside the timing), finish (synchronize, inside
-    the timing) and to_numpy (device to host, for the reference check).
+    the timing) and to_numpy (device to host, for the reference check). A GPU
+    backend also overrides memory_available, so the memory guard compares with
+    the device's free memory.
     """
 
     def unavailable_reason(self) -> str:
@@ -165,6 +192,10 @@ class Adapter:
 
     def to_numpy(self, result) -> np.ndarray:
         return np.asarray(result)
+
+    def memory_available(self) -> int | None:
+        """Return the free bytes of the device it computes on, or None for the host."""
+        return None
 
 
 NUMPY_ADAPTER = Adapter()
@@ -296,16 +327,90 @@ _REGISTRY = (
         requires="numba",
         compiled=True,
     ),
+    # GPU backends. CuPy's kernels compile on first call (NVRTC, cached on disk).
+    _entry(
+        _SOFTMAX,
+        "cupy_kernel",
+        "impls.gpu:cupy_vjp",
+        "Jacobian-free, one CUDA kernel per row block (CuPy), float32 sums",
+        requires="cupy",
+        dtypes=GPU_DTYPES,
+        memory_model=_row_pieces,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:SOFTMAX",
+    ),
+    _entry(
+        _SOFTMAX,
+        "cupy_matmul_jacobian",
+        "impls.gpu:cupy_matmul_jacobian",
+        "all N Jacobians in one (N, L, L) GPU array, applied by cupy.matmul",
+        requires="cupy",
+        memory_model=_jacobian_batched,
+        jacobian=True,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:SOFTMAX",
+    ),
+    _entry(
+        _SOFTMAX,
+        "torch_cuda",
+        "impls.gpu_torch:torch_softmax_backward",
+        "PyTorch CUDA: torch.ops.aten._softmax_backward_data",
+        requires="torch",
+        dtypes=GPU_DTYPES,
+        device="gpu",
+        adapter="impls.gpu_torch:SOFTMAX",
+    ),
+    _entry(
+        _CCE,
+        "cupy_kernel",
+        "impls.gpu:cupy_fused",
+        "closed form (s - onehot) / N, one CUDA kernel per row block (CuPy)",
+        requires="cupy",
+        dtypes=GPU_DTYPES,
+        memory_model=_row_pieces,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:CCE",
+    ),
+    _entry(
+        _LOGITS,
+        "cupy_kernel",
+        "impls.gpu:cupy_logits",
+        "online row max and sum of exp, then one write; CUDA kernels (CuPy)",
+        requires="cupy",
+        dtypes=GPU_DTYPES,
+        memory_model=_row_pieces,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:LOGITS",
+    ),
+    _entry(
+        _LOGITS,
+        "torch_cuda",
+        "impls.gpu_torch:torch_cross_entropy_backward",
+        "PyTorch CUDA: autograd.grad of F.cross_entropy, forward included",
+        requires="torch",
+        dtypes=GPU_DTYPES,
+        memory_model=_autograd_cross_entropy,
+        device="gpu",
+        adapter="impls.gpu_torch:LOGITS",
+    ),
 )
 
 
 def backends(family: str | None = None) -> list[Backend]:
-    """List the backends of `family`, or of every family, available or not."""
+    """List the backends of `family`, or of every family, available or not.
+
+    Backends come family by family, in registry order within each family.
+    """
     if family is not None and family not in FAMILIES:
         raise InputError(
             f"unknown family `{family}`, expected one of: {', '.join(FAMILIES)}"
         )
-    return [b for b in _REGISTRY if family is None or b.family == family]
+    families = FAMILIES if family is None else (family,)
+    return [b for name in families for b in _REGISTRY if b.family == name]
 
 
 def get(family: str, name: str) -> Backend:
@@ -333,5 +438,6 @@ __all__ = [
     "InputError",
     "backends",
     "get",
+    "itemsize",
     "reference",
 ]

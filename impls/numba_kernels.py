@@ -11,6 +11,8 @@ import numba
 import numpy as np
 
 from impls._checks import float_matrix, labels_for, matching_pair, output_for
+from impls._options import accepts_loss_options
+from impls.numba_options import fused_options, logits_options
 
 FASTMATH = {"reassoc", "contract"}
 
@@ -90,6 +92,7 @@ def numba_parallel(probs, dvalues, *, out=None):
     return out
 
 
+@accepts_loss_options(fused_options)
 def fused_numba(probs, labels, *, out=None):
     """Compute dL/dz = (probs - onehot) / N in one numba kernel."""
     probs = float_matrix(probs, "probs")
@@ -102,6 +105,7 @@ def fused_numba(probs, labels, *, out=None):
     return out
 
 
+@accepts_loss_options(logits_options)
 def logits_numba(logits, labels, *, out=None):
     """Compute dL/dz from logits in one numba kernel: row max, exp and sum, then write."""
     logits = float_matrix(logits, "logits")

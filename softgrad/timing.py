@@ -119,6 +119,7 @@ class SweepPlugin:
             dtype=case.dtype,
             baseline=backend.baseline,
             jacobian=backend.jacobian,
+            device=backend.device,
             compile_s=prepared.compile_s,
             convert_s=prepared.convert_s,
             max_error=prepared.max_error,

@@ -98,7 +98,14 @@ def test_list_names_every_backend(capsys):
                 "einsum_jacobian at 64x128256 float64: needs 7.7 TiB"
             ),
         ),
-        (["--dtypes", "float16"], "unsupported dtype `float16`"),
+        (["--dtypes", "float8"], "unsupported dtype `float8`"),
+        (
+            ["--dtypes", "float16", "--backends", "numpy_vjp"],
+            (
+                "every selected case would be skipped, so nothing would be timed: "
+                "numpy_vjp at 3x3 float16: float16 is not supported by numpy_vjp"
+            ),
+        ),
         (["--time-budget", "-1"], "`--time-budget` must be a positive number"),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 
 import impls
 from softgrad.cases import TOLERANCE
-from softgrad.grid import Size, make_inputs, make_logits, softmax64
+from softgrad.grid import ALL_DTYPES, Size, make_inputs, make_logits, softmax64
 
 DTYPES = ("float32", "float64")
 SHAPES = (Size(1, 7), Size(6, 1), Size(5, 3), Size(37, 23))
@@ -396,7 +396,7 @@ def test_registry_one_baseline(family):
 def test_registry_entry_complete(backend):
     """A backend has a description, known dtypes and a positive memory estimate."""
     assert backend.description.strip()
-    assert set(backend.dtypes) <= set(DTYPES)
+    assert set(backend.dtypes) <= set(ALL_DTYPES)
     assert backend.memory(1, 1, "float32") > 0
     assert backend.key == f"{backend.family}/{backend.name}"
 
