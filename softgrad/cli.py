@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -500,7 +501,8 @@ def command_run(options, console: Console) -> int:
     previous = _previous_run(options, machine_info)
     remaining = [c for c in planned if not previous or c.key not in previous.timed]
     if not remaining:
-        console.print(f"every selected case is already timed in {options.resume}")
+        message = f"every selected case is already timed in {options.resume}"
+        console.print(message, soft_wrap=True)
         return 0
     _check_something_runs(remaining, _memory_limit(options))
     files = _RunFiles.create(options.results)
@@ -511,7 +513,8 @@ def command_run(options, console: Console) -> int:
     if previous is not None:
         console.print(
             f"resuming {previous.path}: {len(previous.timed)} cases timed there, "
-            f"{len(remaining)} left"
+            f"{len(remaining)} left",
+            soft_wrap=True,
         )
 
     exit_code, sweep, signals = _sweep(options, files, console)
@@ -531,7 +534,7 @@ def command_run(options, console: Console) -> int:
         data = resume.merge(data, previous, [case.key for case in planned])
     write_json_atomically(data, files.raw)
     files.partial.unlink(missing_ok=True)
-    console.print(f"raw results: {files.raw}")
+    console.print(f"raw results: {files.raw}", soft_wrap=True)
 
     status = _publish_run(files.raw, files.results, console)
     if interrupted:
@@ -597,8 +600,9 @@ def _print_outcome(table, not_timed, console: Console) -> int:
 
 def _print_published(published, console: Console) -> None:
     csv_path, markdown_path = published.summary_paths
-    console.print(f"summary: {markdown_path}, {csv_path}")
-    console.print(f"report: {published.report_path}")
+    # soft_wrap keeps each path on one line, to copy it.
+    console.print(f"summary: {markdown_path}, {csv_path}", soft_wrap=True)
+    console.print(f"report: {published.report_path}", soft_wrap=True)
 
 
 def _publish_run(raw_path: Path, results: Path, console: Console) -> int:
@@ -609,12 +613,13 @@ def _publish_run(raw_path: Path, results: Path, console: Console) -> int:
     with publish.lock(results):
         sources, problems = publish.readable_files(publish.raw_files(raw_path.parent))
         for problem in problems:
-            console.print(f"[yellow]left out of the summary: {problem}[/yellow]")
+            message = f"[yellow]left out of the summary: {escape(problem)}[/yellow]"
+            console.print(message, soft_wrap=True)
         published = publish.publish(sources, results)
     if len(sources) > 1:
         console.print(
-            f"the summary and report merge {len(sources)} raw files in "
-            f"{raw_path.parent}, the later file winning where two timed one case"
+            f"the summary and report merge the {len(sources)} raw files in "
+            f"{raw_path.parent}; where two timed the same case, the later one wins"
         )
     _print_published(published, console)
     return status

@@ -286,6 +286,23 @@ def test_resume_rejects_other_machine(tmp_path, capsys):
     assert not results.exists()
 
 
+def test_resume_with_nothing_left(tmp_path, capsys):
+    """--resume from a file that timed every selected case runs nothing."""
+    data = json.loads(_small_run_text())
+    data["softgrad"].pop("machine", None)
+    earlier = _write(tmp_path / "earlier.json", json.dumps(data))
+    results = tmp_path / "results"
+    arguments = ["--sizes", "3x3", "--backends", "numpy_vjp", "--resume", str(earlier)]
+
+    status = cli.main(["run", *arguments, "--results", str(results)])
+
+    assert status == 0
+    assert (
+        f"every selected case is already timed in {earlier}" in capsys.readouterr().out
+    )
+    assert not results.exists()
+
+
 def test_report_rejects_missing_file(tmp_path, capsys):
     """`softgrad report` names a results file that does not exist."""
     status = cli.main(["report", str(tmp_path / "absent.json")])
