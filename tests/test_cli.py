@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import re
 import shlex
 import signal
@@ -15,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import impls
+import softgrad
 from softgrad import cli
 
 DATA = Path(__file__).parent / "data"
@@ -325,7 +328,24 @@ def test_run_then_report_end_to_end(tmp_path):
         for b in data["benchmarks"]
     }
     assert timed == {(b.family, b.name) for b in impls.backends() if b.available}
-    assert data["softgrad"]["machine"]["cpu"]
+    section = data["softgrad"]
+    assert section["machine"]["cpu"]
+    assert section["schema_version"] == 1
+    assert section["softgrad_version"] == softgrad.__version__
+    assert section["machine"]["numpy"] == np.__version__
+    assert section["machine"]["python"] == platform.python_version()
+    assert section["command"] == shlex.join(
+        [
+            "softgrad",
+            "run",
+            "--quick",
+            "--sizes",
+            "3x3,16x10",
+            "--results",
+            str(results),
+        ]
+    )
+    assert section["interrupted"] is False
     assert "numba_serial" in done.stdout
     assert not list((results / "raw").glob(".*.partial"))
     for name in ("summary.csv", "summary.md", "report.html"):
