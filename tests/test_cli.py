@@ -379,7 +379,7 @@ def _passed_cases(log: Path) -> list[str]:
 
 
 def _timed_cases(raw: Path) -> list[str]:
-    """Return the ids of the cases that a raw results file holds timings of."""
+    """Return the ids of the cases that a raw results file contains timings of."""
     data = json.loads(raw.read_text())
     return [
         "{backend}-{n}x{classes}-{dtype}".format(**b["extra_info"])
