@@ -7,8 +7,8 @@ memory estimate; a backend is called like the function it wraps.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -95,6 +95,13 @@ class Backend:
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
     device: str = "cpu"  # where it computes: "cpu" or "gpu"
+    # The inputs that `out=` may be (the same array, not a partial overlap),
+    # because the backend is done reading each element before it writes there.
+    out_may_alias: tuple[str, ...] = ()
+    # Computes dL/ds = -y / s before the softmax backward, as the textbook does, so
+    # a row whose label class has probability 0 (or so small that 1 / s overflows)
+    # comes out NaN or infinite, where the closed form (s - y) / N is finite.
+    divides_by_probs: bool = False
     # "module:object" with convert(arrays), finish(result) and to_numpy(result),
     # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.
     adapter: str | None = None
@@ -216,6 +223,7 @@ _REGISTRY = (
         memory_model=_jacobian_per_sample,
         jacobian=True,
         baseline=True,
+        out_may_alias=("probs", "dvalues"),
     ),
     _entry(
         _SOFTMAX,
@@ -224,6 +232,7 @@ _REGISTRY = (
         "all N Jacobians in one (N, L, L) array, contracted by np.einsum",
         memory_model=_jacobian_batched,
         jacobian=True,
+        out_may_alias=("probs",),
     ),
     _entry(
         _SOFTMAX,
@@ -232,12 +241,14 @@ _REGISTRY = (
         "all N Jacobians in one (N, L, L) array, applied by np.matmul",
         memory_model=_jacobian_batched,
         jacobian=True,
+        out_may_alias=("probs", "dvalues"),
     ),
     _entry(
         _SOFTMAX,
         "numpy_vjp",
         "impls.vjp:numpy_vjp",
         "Jacobian-free s * (d - sum(s * d)) in numpy",
+        out_may_alias=("dvalues",),
     ),
     _entry(
         _SOFTMAX,
@@ -263,6 +274,8 @@ _REGISTRY = (
         memory_model=_composed,
         jacobian=True,
         baseline=True,
+        out_may_alias=("probs", "labels"),
+        divides_by_probs=True,
     ),
     _entry(
         _CCE,
@@ -270,12 +283,15 @@ _REGISTRY = (
         "impls.cce:composed_vjp",
         "CCE backward, then the Jacobian-free softmax backward",
         memory_model=_composed_vjp,
+        out_may_alias=("labels",),
+        divides_by_probs=True,
     ),
     _entry(
         _CCE,
         "fused_numpy",
         "impls.cce:fused_numpy",
         "closed form (s - onehot) / N in numpy",
+        out_may_alias=("probs",),
     ),
     _entry(
         _CCE,
@@ -293,12 +309,15 @@ _REGISTRY = (
         memory_model=_composed_logits,
         jacobian=True,
         baseline=True,
+        out_may_alias=("logits", "labels"),
+        divides_by_probs=True,
     ),
     _entry(
         _LOGITS,
         "logits_numpy",
         "impls.cce:logits_numpy",
         "stable softmax, then (s - onehot) / N, in numpy",
+        out_may_alias=("logits",),
     ),
     _entry(
         _LOGITS,

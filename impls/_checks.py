@@ -154,8 +154,26 @@ def labels_for(labels, scores: np.ndarray, scores_name: str) -> np.ndarray:
     return labels.astype(np.int64, copy=False)
 
 
-def output_for(out, like: np.ndarray, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """Return a buffer for the result: `out` after checking it, or a new array."""
+def _same_array(first: np.ndarray, second: np.ndarray) -> bool:
+    """Return True when both views cover the same elements in the same layout."""
+    return (
+        first.__array_interface__["data"][0] == second.__array_interface__["data"][0]
+        and first.shape == second.shape
+        and first.strides == second.strides
+        and first.dtype == second.dtype
+    )
+
+
+def output_for(
+    out, like: np.ndarray, inputs: dict[str, np.ndarray], may_alias=()
+) -> np.ndarray:
+    """Return a buffer for the result: `out` after checking it, or a new array.
+
+    `out` may be an input named in `may_alias` itself (same memory, shape and
+    strides), which a backend allows when it reads each element of that input
+    before it writes the same element of the result. Any other overlap with
+    an input is rejected.
+    """
     if out is None:
         return np.empty(like.shape, dtype=like.dtype)
     if not isinstance(out, np.ndarray):
@@ -168,11 +186,19 @@ def output_for(out, like: np.ndarray, inputs: dict[str, np.ndarray]) -> np.ndarr
     if not out.flags.writeable:
         raise InputError("`out` is read-only, expected a writeable array")
     for name, array in inputs.items():
-        if np.may_share_memory(out, array):
+        if not np.may_share_memory(out, array):
+            continue
+        if name in may_alias and _same_array(out, array):
+            continue
+        if name in may_alias:
             raise InputError(
-                f"`out` overlaps `{name}`; pass a separate array, because the "
-                f"result is written while `{name}` is still being read"
+                f"`out` overlaps `{name}` without being the same array; pass "
+                f"`{name}` itself or a separate array"
             )
+        raise InputError(
+            f"`out` overlaps `{name}`; pass a separate array, because the "
+            f"result is written while `{name}` is still being read"
+        )
     return out
 
 

@@ -199,6 +199,8 @@ def _run_facts(run: dict) -> list[tuple[str, str]]:
         ("commit", commit_text),
         ("memory limit", format_bytes(limit) if limit else MISSING),
         ("time budget", f"{budget:g} s per call" if budget else MISSING),
+        ("interrupted", "yes" if run.get("interrupted") else "no"),
+        ("resumed from", ", ".join(run.get("resumed_from") or []) or MISSING),
     ]
 
 

@@ -390,3 +390,18 @@ def test_report_machines_not_merged(tmp_path):
         "server (server CPU, 8 cores)",
         "laptop (laptop CPU, 8 cores)",
     }
+
+
+def test_report_interrupted_and_resumed_run(tmp_path):
+    """The run facts say whether a run was interrupted and which file it resumed."""
+    data = json.loads(HAND.read_text())
+    data["softgrad"]["interrupted"] = True
+    data["softgrad"]["resumed_from"] = ["results/raw/run-earlier.json"]
+    path = tmp_path / "resumed.json"
+    path.write_text(json.dumps(data))
+    timings, not_timed, runs = sm.load_results(path)
+
+    text = report.render_report(sm.summarize(timings), not_timed, runs)
+
+    assert "<th>interrupted</th><td>yes</td>" in text
+    assert "<th>resumed from</th><td>results/raw/run-earlier.json</td>" in text
