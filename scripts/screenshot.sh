@@ -22,8 +22,9 @@ mkdir -p "$output"
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 
-# The page has no script, so no virtual time budget is needed. The full-page
-# height is a generous fixed size: headless Chromium has no full-page option.
+# The page has no script, so no virtual time budget is needed. Headless
+# Chromium has no full-page option, so the whole page is taken in a tall
+# window and the blank space below the page is cut off afterwards.
 shoot() {
     local name=$1 size=$2
     "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
@@ -36,5 +37,20 @@ shoot() {
 shoot desktop-1280x900 1280,900
 shoot laptop-1024x768 1024,768
 shoot laptop-1366x768 1366,768
-shoot desktop-1280-full 1280,"${FULL_HEIGHT:-12000}"
-shoot laptop-1024-full 1024,"${FULL_HEIGHT:-12000}"
+height=${FULL_HEIGHT:-30000}
+shoot desktop-1280-full "1280,$height" >/dev/null
+shoot laptop-1024-full "1024,$height" >/dev/null
+python3 - "$output" <<'PYTHON'
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image  # pillow comes with matplotlib
+
+for path in sorted(Path(sys.argv[1]).glob("*-full.png")):
+    image = Image.open(path)
+    dark = np.flatnonzero(np.asarray(image.convert("L")).min(axis=1) < 250)
+    if len(dark) and dark[-1] + 40 < image.height:
+        image.crop((0, 0, image.width, dark[-1] + 40)).save(path)
+    print(path)
+PYTHON

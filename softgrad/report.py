@@ -622,8 +622,8 @@ def _memory_section(groups: Sequence[MachineRuns]) -> str:
         _heading(2, "Memory per call", "memory"),
         (
             '<p class="note">Estimated bytes one call needs, its two inputs'
-            " included, from each backend's memory model in the registry, at every"
-            " size of the run in the first dtype. This is the estimate the run"
+            " included, from the memory model in the registry of each backend"
+            " timed in the run, at every size of the run in the first dtype. This is the estimate the run"
             " compares with its memory limit before it runs a case; cases above"
             " the line were skipped.</p>"
         ),
@@ -642,7 +642,14 @@ def _memory_section(groups: Sequence[MachineRuns]) -> str:
         )
         cases = cases[cases["family"] == family]
         known = {backend.name for backend in impls.backends(family)}
-        backends = [name for name in dict.fromkeys(cases["backend"]) if name in known]
+        # Backends timed somewhere: an unavailable one (no GPU here) would only
+        # add lines that no timing backs.
+        timed = set(pd.concat([group.summary for group in groups])["backend"])
+        backends = [
+            name
+            for name in dict.fromkeys(cases["backend"])
+            if name in known and name in timed
+        ]
         if not backends:
             continue
         dtype = _ordered_dtypes(cases["dtype"])[0]
