@@ -31,7 +31,7 @@ class Asset:
 
 
 # The CDN files of asv 0.6.6's index.html. flot's npm package has no minified
-# files, and stupid-table-plugin 1.0.1 is not on npm, so 1.1.3 stands in.
+# files, and stupid-table-plugin 1.0.1 is not on npm, so 1.1.3 replaces it.
 ASSETS = (
     Asset(
         "jquery-3.3.1.min.js",
