@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from impls._checks import InputError
+from impls._checks import InputError, output_for
 from impls.reference import REFERENCES
 
 FAMILIES = ("softmax_backward", "cce_softmax_backward", "cce_logits_backward")
@@ -60,6 +60,20 @@ def _vector(n, classes, itemsize):
     return _outputs(n, classes, itemsize) + n * itemsize
 
 
+def _autograd(n, classes, itemsize):
+    """log_softmax kept by the forward pass, the gradient it meets and the output."""
+    return 3 * n * classes * itemsize + n * itemsize
+
+
+def _jax_vector(n, classes, itemsize):
+    """The inputs copied into XLA buffers, and the output."""
+    return 3 * n * classes * itemsize + n * itemsize
+
+
+def _jax_autograd(n, classes, itemsize):
+    return n * classes * itemsize + _autograd(n, classes, itemsize)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One implementation of one family, loaded on first call."""
@@ -74,6 +88,7 @@ class Backend:
     jacobian: bool = False  # builds L x L Jacobians, so memory grows with L^2
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
+    peer: bool = False  # another library's implementation, timed for comparison
     # "module:object" with convert(arrays), finish(result) and to_numpy(result),
     # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.
     adapter: str | None = None
@@ -131,11 +146,28 @@ class Backend:
         return self._require()[1].to_numpy(result)
 
     def __call__(self, *arrays, **options):
-        """Compute the gradient of numpy inputs and return it as a numpy array."""
+        """Compute the gradient of numpy inputs and return it as a numpy array.
+
+        A backend with an adapter writes into `out=` where its library can, and
+        otherwise the result is copied into it.
+        """
         function, adapter = self._require()
         if adapter is NUMPY_ADAPTER:
             return function(*arrays, **options)
-        return adapter.to_numpy(self.call_native(*self.convert(*arrays), **options))
+        out = options.pop("out", None)
+        native = adapter.convert(arrays)
+        if out is None:
+            return adapter.to_numpy(self.call_native(*native, **options))
+
+        checked = adapter.check(arrays)
+        output_for(out, checked[0], dict(zip(ARGUMENTS[self.family], checked)))
+        native_out = adapter.convert_out(out)
+        if native_out is not None:
+            options["out"] = native_out
+        result = adapter.to_numpy(self.call_native(*native, **options))
+        if not np.shares_memory(result, out):
+            np.copyto(out, result)
+        return out
 
 
 class Adapter:
@@ -143,15 +175,24 @@ class Adapter:
 
     The numpy adapter passes arrays through. A peer or GPU backend overrides
     convert (host to device, outside the timing), finish (synchronize, inside
-    the timing) and to_numpy (device to host, for the reference check).
+    the timing) and to_numpy (device to host, for the reference check). Its
+    check runs the shared input checks of impls._checks on the numpy side, so
+    that it rejects bad input with the numpy backends' messages.
     """
 
     def unavailable_reason(self) -> str:
         """Return why the backend cannot run here (no device, say), or ""."""
         return ""
 
+    def check(self, arrays: tuple) -> tuple:
+        """Check numpy inputs and return them as the backend's checks leave them."""
+        return arrays
+
     def convert(self, arrays: tuple) -> tuple:
         return arrays
+
+    def convert_out(self, out: np.ndarray):
+        """Return a native array that shares `out`'s memory, or None if none can."""
 
     def finish(self, result):
         return result
@@ -225,6 +266,27 @@ _REGISTRY = (
         compiled=True,
     ),
     _entry(
+        _SOFTMAX,
+        "torch",
+        "impls.peers:torch_softmax_backward",
+        "PyTorch: torch.ops.aten._softmax_backward_data",
+        requires="torch",
+        adapter="impls.peers:TORCH_SOFTMAX",
+        memory_model=_vector,
+        peer=True,
+    ),
+    _entry(
+        _SOFTMAX,
+        "jax",
+        "impls.peers:jax_softmax_backward",
+        "JAX: jax.vjp of jax.nn.softmax, jitted; the forward pass runs before timing",
+        requires="jax",
+        adapter="impls.peers:JAX_SOFTMAX",
+        memory_model=_jax_vector,
+        peer=True,
+        compiled=True,
+    ),
+    _entry(
         _CCE,
         "composed_looped",
         "impls.cce:composed_looped",
@@ -255,6 +317,27 @@ _REGISTRY = (
         compiled=True,
     ),
     _entry(
+        _CCE,
+        "torch",
+        "impls.peers:torch_fused",
+        "PyTorch: (probs - onehot) / N in tensor operations, as torch has no operator for it",
+        requires="torch",
+        adapter="impls.peers:TORCH_PROBS",
+        memory_model=_vector,
+        peer=True,
+    ),
+    _entry(
+        _CCE,
+        "jax",
+        "impls.peers:jax_fused",
+        "JAX: (probs - onehot) / N, jitted into one XLA loop",
+        requires="jax",
+        adapter="impls.peers:JAX_PROBS",
+        memory_model=_jax_vector,
+        peer=True,
+        compiled=True,
+    ),
+    _entry(
         _LOGITS,
         "composed_looped",
         "impls.cce:composed_looped_logits",
@@ -275,6 +358,27 @@ _REGISTRY = (
         "impls.numba_kernels:logits_numba",
         "stable softmax and (s - onehot) / N in one numba kernel",
         requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "torch",
+        "impls.peers:torch_cross_entropy",
+        "PyTorch: cross_entropy forward and autograd backward",
+        requires="torch",
+        adapter="impls.peers:TORCH_LOGITS",
+        memory_model=_autograd,
+        peer=True,
+    ),
+    _entry(
+        _LOGITS,
+        "jax",
+        "impls.peers:jax_cross_entropy",
+        "JAX: jax.grad of the mean softmax cross-entropy, jitted",
+        requires="jax",
+        adapter="impls.peers:JAX_LOGITS",
+        memory_model=_jax_autograd,
+        peer=True,
         compiled=True,
     ),
 )
