@@ -89,6 +89,8 @@ class Backend:
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
     peer: bool = False  # another library's implementation, timed for comparison
+    # Options of the calls that compile it before timing: one call per code path.
+    warm_up: tuple[dict, ...] = ({},)
     # "module:object" with convert(arrays), finish(result) and to_numpy(result),
     # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.
     adapter: str | None = None
@@ -213,6 +215,9 @@ def _entry(family, name, target, description, **details):
     return Backend(name, family, description, target, **details)
 
 
+# The auto backends compile their serial and their parallel kernel before timing.
+_BOTH_PATHS = ({"parallel": False}, {"parallel": True})
+
 _SOFTMAX = "softmax_backward"
 _CCE = "cce_softmax_backward"
 _LOGITS = "cce_logits_backward"
@@ -267,6 +272,15 @@ _REGISTRY = (
     ),
     _entry(
         _SOFTMAX,
+        "numba_auto",
+        "impls.numba_kernels:numba_auto",
+        "Jacobian-free numba kernel, serial or parallel by size",
+        requires="numba",
+        compiled=True,
+        warm_up=_BOTH_PATHS,
+    ),
+    _entry(
+        _SOFTMAX,
         "torch",
         "impls.peers:torch_softmax_backward",
         "PyTorch: torch.ops.aten._softmax_backward_data",
@@ -318,6 +332,23 @@ _REGISTRY = (
     ),
     _entry(
         _CCE,
+        "fused_numba_parallel",
+        "impls.numba_kernels:fused_numba_parallel",
+        "closed form (s - onehot) / N, numba kernel with rows spread over threads",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _CCE,
+        "fused_numba_auto",
+        "impls.numba_kernels:fused_numba_auto",
+        "closed form (s - onehot) / N in numba, serial or parallel by size",
+        requires="numba",
+        compiled=True,
+        warm_up=_BOTH_PATHS,
+    ),
+    _entry(
+        _CCE,
         "torch",
         "impls.peers:torch_fused",
         "PyTorch: (probs - onehot) / N in tensor operations, as torch has no operator for it",
@@ -356,7 +387,32 @@ _REGISTRY = (
         _LOGITS,
         "logits_numba",
         "impls.numba_kernels:logits_numba",
-        "stable softmax and (s - onehot) / N in one numba kernel",
+        "stable softmax and (s - onehot) / N in one numba kernel, vectorized exp",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba_parallel",
+        "impls.numba_kernels:logits_numba_parallel",
+        "the logits_numba kernel with rows spread over threads",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba_auto",
+        "impls.numba_kernels:logits_numba_auto",
+        "the logits_numba kernel, serial or parallel by size",
+        requires="numba",
+        compiled=True,
+        warm_up=_BOTH_PATHS,
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba_libm",
+        "impls.numba_kernels:logits_numba_libm",
+        "the logits_numba kernel with numba's scalar max and np.exp, for comparison",
         requires="numba",
         compiled=True,
     ),

@@ -233,7 +233,13 @@ def _softmax_vjp(jax, probs: np.ndarray):
     """
     with np.errstate(divide="ignore"):
         logits = np.log(probs)
-    return jax.vjp(jax.nn.softmax, jax.numpy.asarray(logits))[1]
+    vjp = jax.vjp(jax.nn.softmax, jax.numpy.asarray(logits))[1]
+    # jit compiles again for every new VJP structure, even an equal one, so VJPs
+    # of one shape and dtype are rebuilt on the first structure seen.
+    leaves, structure = jax.tree_util.tree_flatten(vjp)
+    structures = _LOADED.setdefault("vjp_structures", {})
+    structure = structures.setdefault((probs.shape, probs.dtype.str), structure)
+    return jax.tree_util.tree_unflatten(structure, leaves)
 
 
 def jax_softmax_backward(vjp, dvalues):

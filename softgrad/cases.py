@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numba.core.event
 import numpy as np
 import psutil
 
@@ -147,6 +148,41 @@ def validate_inputs(family: str, arrays) -> None:
             )
 
 
+def warm_up(backend: impls.Backend, arrays) -> tuple[float, float]:
+    """Compile `backend` on a one-row input, once per entry of backend.warm_up.
+
+    Returns the seconds the calls took (with a load from numba's cache, if
+    any) and the seconds numba spent compiling, which is 0.0 when nothing was
+    compiled. Compiling here keeps the compile time out of every timing.
+    """
+    tiny = tuple(np.ascontiguousarray(a[:1]) for a in arrays)
+    with numba.core.event.install_recorder("numba:compile") as recorder:
+        start = time.perf_counter()
+        for options in backend.warm_up:
+            backend(*tiny, **options)
+        seconds = time.perf_counter() - start
+    return seconds, _outermost_seconds(recorder.buffer)
+
+
+def _outermost_seconds(buffer) -> float:
+    """Sum the durations of the outermost events in `buffer`, (time, event) pairs.
+
+    Compiling a kernel compiles the functions it calls inside its own event,
+    so only events at depth 0 count.
+    """
+    total, depth, started = 0.0, 0, 0.0
+    for stamp, event in buffer:
+        if event.is_start:
+            if depth == 0:
+                started = stamp
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                total += stamp - started
+    return total
+
+
 def predict_seconds(backend, arrays) -> float:
     """Predict one call's time from a call on the first few rows."""
     n = arrays[0].shape[0]
@@ -176,8 +212,12 @@ class Prepared:
     arrays: tuple  # numpy inputs
     native: tuple  # the same inputs as the backend's native arrays, what is timed
     convert_s: float  # time to convert the numpy inputs to native arrays
+    # Seconds of the warm-up calls: a compile, or a load from numba's cache.
     compile_s: float | None
     max_error: float
+    # Seconds numba spent compiling in the warm-up calls, from its compile events:
+    # 0.0 when every kernel came from numba's cache or was compiled before.
+    jit_compile_s: float | None = None
 
 
 def prepare(
@@ -196,13 +236,9 @@ def prepare(
     arrays = make_inputs(case.family, case.size, case.dtype, seed)
     validate_inputs(case.family, arrays)
 
-    compile_s = None
+    compile_s = jit_compile_s = None
     if backend.compiled:
-        # Compile on a tiny input so the compile time stays out of every timing.
-        tiny = tuple(np.ascontiguousarray(a[:1]) for a in arrays)
-        start = time.perf_counter()
-        backend(*tiny)
-        compile_s = time.perf_counter() - start
+        compile_s, jit_compile_s = warm_up(backend, arrays)
 
     predicted = predict_seconds(backend, arrays)
     if predicted > time_budget_s:
@@ -223,4 +259,6 @@ def prepare(
             f"{case.family}/{case.backend} at N={case.size.n}, L={case.size.classes}, "
             f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
         )
-    return Prepared(case, backend, arrays, native, convert_s, compile_s, error)
+    return Prepared(
+        case, backend, arrays, native, convert_s, compile_s, error, jit_compile_s
+    )

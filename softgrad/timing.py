@@ -99,6 +99,7 @@ class SweepPlugin:
             baseline=backend.baseline,
             jacobian=backend.jacobian,
             compile_s=prepared.compile_s,
+            jit_compile_s=prepared.jit_compile_s,
             convert_s=prepared.convert_s,
             max_error=prepared.max_error,
             allocates_output=True,
