@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum timed rounds per case (default: %(default)s)",
     )
     run.add_argument(
+        "--threads",
+        type=int,
+        help="threads for every backend: BLAS, numba, PyTorch and XLA "
+        "(default: all cores numba sees)",
+    )
+    run.add_argument(
         "--keep-openblas-env",
         action="store_true",
         help=f"keep {' and '.join(OPENBLAS_VARIABLES)} instead of clearing them",
@@ -211,6 +217,12 @@ def _time_budget(options) -> float:
     return 0.25 if options.quick else 2.0
 
 
+def _thread_count(options) -> int:
+    from softgrad.threads import max_threads
+
+    return options.threads if options.threads is not None else max_threads()
+
+
 def _pytest_arguments(options, raw_path: Path) -> list[str]:
     grid = "quick" if options.quick else options.grid
     arguments = [
@@ -225,6 +237,7 @@ def _pytest_arguments(options, raw_path: Path) -> list[str]:
         f"--benchmark-json={raw_path}",
         f"--benchmark-max-time={0.02 if options.quick else options.max_time}",
         f"--benchmark-min-rounds={options.min_rounds}",
+        f"--softgrad-threads={_thread_count(options)}",
         "--benchmark-disable-gc",
         f"--softgrad-grid={grid}",
         f"--softgrad-time-budget={_time_budget(options)}",
@@ -267,6 +280,13 @@ def _validate_run_options(options) -> None:
             raise CommandError(f"`{name}` must be a positive number, got {value}")
     if options.min_rounds < 1:
         raise CommandError(f"`--min-rounds` must be at least 1, got {options.min_rounds}")
+    from softgrad.threads import max_threads
+
+    if options.threads is not None and not 1 <= options.threads <= max_threads():
+        raise CommandError(
+            f"`--threads` must be from 1 to {max_threads()}, the cores numba sees, "
+            f"got {options.threads}"
+        )
 
 
 def command_run(options, console: Console) -> int:
@@ -289,6 +309,10 @@ def command_run(options, console: Console) -> int:
     partial_path = raw_folder / f".{raw_path.name}.partial"
     log_path = results / "pytest.log"
 
+    from softgrad.threads import set_threads
+
+    # Before the probe, so that it reports the thread counts the backends run with.
+    set_threads(_thread_count(options))
     machine_info = machine.probe()
     if os.environ.get(REEXEC_MARK):
         machine_info["cleared_environment"] = os.environ[REEXEC_MARK]

@@ -11,6 +11,7 @@ import os
 import sys
 
 import numba
+import numpy as np
 import threadpoolctl
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,12 @@ XLA_THREADS_VARIABLE = "PJRT_NPROC"
 
 # Kept so that the limits stay in force; threadpoolctl undoes them on restore.
 _limits: list = []
+
+
+@numba.njit(parallel=True, cache=True)
+def _touch_threads(values):
+    for i in numba.prange(values.shape[0]):
+        values[i] += 1.0
 
 
 def max_threads() -> int:
@@ -41,8 +48,11 @@ def set_threads(count: int) -> dict:
             f"`count` is {count}, expected a thread count from 1 to {max_threads()}, "
             f"the cores numba sees"
         )
-    _limits.append(threadpoolctl.threadpool_limits(limits=count))
     numba.set_num_threads(count)
+    # With numba's OpenMP layer, its first parallel region resets OpenBLAS's
+    # thread count (numba 0.68, OpenBLAS 0.3.31), so one runs before the limits.
+    _touch_threads(np.zeros(count))
+    _limits.append(threadpoolctl.threadpool_limits(limits=count))
     os.environ[XLA_THREADS_VARIABLE] = str(count)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)

@@ -11,9 +11,11 @@ import datetime
 import logging
 import sys
 
+import numba
 import pytest
 
 from softgrad import cases as sweep_cases
+from softgrad.threads import set_threads, thread_counts
 from softgrad.grid import SMOKE_SIZE, parse_size
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,12 @@ def add_options(parser) -> None:
     group.addoption("--softgrad-dtypes", default="", help="comma-separated dtypes (default: float64,float32)")
     group.addoption("--softgrad-memory-limit-gib", type=float, default=None, help="memory limit per call in GiB (default: a quarter of physical memory)")
     group.addoption("--softgrad-time-budget", type=float, default=sweep_cases.DEFAULT_TIME_BUDGET_S, help="predicted seconds per call past which a case is skipped")
+    group.addoption(
+        "--softgrad-threads",
+        type=int,
+        default=None,
+        help="threads for BLAS, numba, PyTorch and XLA (default: as they are)",
+    )
 
 
 def _split(text: str) -> list[str]:
@@ -55,6 +63,12 @@ class SweepPlugin:
             sweep_cases.default_memory_limit() if limit is None else int(limit * 2**30)
         )
         self.time_budget = config.getoption("softgrad_time_budget")
+        self.threads = config.getoption("softgrad_threads")
+        if self.threads is not None:
+            try:
+                set_threads(self.threads)
+            except ValueError as error:
+                raise pytest.UsageError(f"--softgrad-threads: {error}") from None
         self.skipped: list[dict] = []
         self.failed: list[dict] = []
         self.mismatched: set[tuple[str, str]] = set()
@@ -103,6 +117,7 @@ class SweepPlugin:
             convert_s=prepared.convert_s,
             max_error=prepared.max_error,
             allocates_output=True,
+            threads=numba.get_num_threads(),
         )
         benchmark(backend.call_native, *prepared.native)
 
@@ -135,6 +150,7 @@ class SweepPlugin:
             "command": " ".join(sys.argv),
             "memory_limit": self.memory_limit,
             "time_budget_s": self.time_budget,
+            "threads": {"requested": self.threads, **thread_counts()},
             "skipped": self.skipped,
             "failed": self.failed,
         }

@@ -43,6 +43,7 @@ def test_list_names_every_backend(capsys):
         (["--sizes", "0x10"], "N and L must both be at least 1"),
         (["--dtypes", "float16"], "unsupported dtype `float16`"),
         (["--time-budget", "-1"], "`--time-budget` must be a positive number"),
+        (["--threads", "0"], "`--threads` must be from 1 to"),
     ],
 )
 def test_run_rejects_bad_option(tmp_path, capsys, arguments, expected):
