@@ -39,7 +39,7 @@ def run_sweep(tmp_path, *options):
 
 
 def test_threads_recorded_in_json(tmp_path):
-    """--softgrad-threads=1 sets every library to 1 thread and the JSON says so."""
+    """--softgrad-threads=1 sets every library to 1 thread and the JSON records it."""
     done = run_sweep(tmp_path, "--softgrad-threads=1")
 
     assert done.returncode == 0, done.stdout + done.stderr
