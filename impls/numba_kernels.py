@@ -339,6 +339,32 @@ _logits_libm = _jit()(_logits_libm_rows)
 _NO_LABELS = np.zeros(1, dtype=np.int64)
 
 
+@_jit()
+def _count_out_of_range(labels, classes):
+    count = 0
+    for i in range(labels.shape[0]):
+        count += (labels[i] < 0) | (labels[i] >= classes)
+    return count
+
+
+def _checked_labels(labels, scores: np.ndarray, scores_name: str) -> np.ndarray:
+    """Return labels_for(labels, scores, scores_name), faster for int64 indices.
+
+    labels_for's min and max are two numpy reductions, about 2 us per call
+    that a small kernel cannot afford. Valid int64 indices are checked here in
+    one compiled pass; anything else goes to labels_for, which raises its error.
+    """
+    if (
+        type(labels) is np.ndarray
+        and labels.ndim == 1
+        and labels.dtype == np.int64
+        and labels.shape[0] == scores.shape[0]
+        and _count_out_of_range(labels, scores.shape[1]) == 0
+    ):
+        return labels
+    return labels_for(labels, scores, scores_name)
+
+
 def use_parallel(kind: str, shape: tuple[int, int], parallel: bool | None) -> bool:
     """Decide whether a kernel of `kind` runs on numba's threads.
 
@@ -389,7 +415,7 @@ def numba_auto(probs, dvalues, *, out=None, parallel=None):
 
 def _fused(probs, labels, out, parallel):
     probs = float_matrix(probs, "probs")
-    labels = labels_for(labels, probs, "probs")
+    labels = _checked_labels(labels, probs, "probs")
     out = output_for(out, probs, {"probs": probs, "labels": labels})
     name = "fused_index" if labels.ndim == 1 else "fused_dense"
     _kernel(name, "fused", probs.shape, parallel)(probs, labels, out)
@@ -416,7 +442,7 @@ def fused_numba_auto(probs, labels, *, out=None, parallel=None):
 
 def _logits_arguments(logits, labels, out):
     logits = float_matrix(logits, "logits")
-    labels = labels_for(labels, logits, "logits")
+    labels = _checked_labels(labels, logits, "logits")
     out = output_for(out, logits, {"logits": logits, "labels": labels})
     if labels.ndim == 1:
         return logits, labels, logits[:1], True, out

@@ -203,3 +203,28 @@ def test_logits_row_max_with_negatives(dtype):
 
     expected = impls.reference("cce_logits_backward")(logits, labels)
     assert np.abs(result - expected).max() <= TOLERANCE[dtype]
+
+
+def test_checked_labels_fast_path():
+    """Valid int64 indices pass unchanged; other labels get labels_for's result."""
+    scores = np.zeros((4, 5))
+    indices = np.array([0, 4, 2, 1])
+
+    assert numba_kernels._checked_labels(indices, scores, "probs") is indices
+    converted = numba_kernels._checked_labels(indices.astype(np.int32), scores, "probs")
+    assert converted.dtype == np.int64
+    assert np.array_equal(converted, indices)
+
+
+@pytest.mark.parametrize("bad", [[0, 5, 1, 1], [0, -1, 1, 1], [0, 1, 1]])
+def test_checked_labels_errors_match(bad):
+    """Invalid indices raise labels_for's own error message."""
+    scores = np.zeros((4, 5))
+    labels = np.array(bad, dtype=np.int64)
+
+    with pytest.raises(impls.InputError) as fast:
+        numba_kernels._checked_labels(labels, scores, "logits")
+    with pytest.raises(impls.InputError) as shared:
+        impls._checks.labels_for(labels, scores, "logits")
+
+    assert str(fast.value) == str(shared.value)
