@@ -395,7 +395,7 @@ def command_list(options, console: Console) -> int:
         arguments = ", ".join(impls.ARGUMENTS[family])
         table = Table(title=f"{family}({arguments})", title_justify="left")
         table.add_column("backend", no_wrap=True)
-        table.add_column("available", no_wrap=True)
+        table.add_column("available")
         table.add_column("dtypes")
         table.add_column("description")
         for backend in impls.backends(family):
