@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from impls._checks import InputError, output_for
+from impls._options import accepts_loss_options
 from impls.reference import REFERENCES
 
 FAMILIES = ("softmax_backward", "cce_softmax_backward", "cce_logits_backward")
@@ -89,8 +90,9 @@ class Backend:
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
     peer: bool = False  # another library's implementation, timed for comparison
-    # Options of the calls that compile it before timing: one call per code path.
-    warm_up: tuple[dict, ...] = ({},)
+    # Backends of the same family whose kernels this one also runs, by size:
+    # warming them up compiles every code path before timing.
+    compiles_with: tuple[str, ...] = ()
     # "module:object" with convert(arrays), finish(result) and to_numpy(result),
     # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.
     adapter: str | None = None
@@ -151,12 +153,19 @@ class Backend:
         """Compute the gradient of numpy inputs and return it as a numpy array.
 
         A backend with an adapter writes into `out=` where its library can, and
-        otherwise the result is copied into it.
+        otherwise the result is copied into it. The cross-entropy options go to
+        the adapter's option_path, as accepts_loss_options does for numpy backends.
         """
         function, adapter = self._require()
         if adapter is NUMPY_ADAPTER:
             return function(*arrays, **options)
-        out = options.pop("out", None)
+        if adapter.option_path is None:
+            return self._call_adapter(*arrays, **options)
+        with_options = accepts_loss_options(adapter.option_path)(self._call_adapter)
+        return with_options(*arrays, **options)
+
+    def _call_adapter(self, *arrays, out=None, **options):
+        function, adapter = self._require()
         native = adapter.convert(arrays)
         if out is None:
             return adapter.to_numpy(self.call_native(*native, **options))
@@ -181,6 +190,10 @@ class Adapter:
     check runs the shared input checks of impls._checks on the numpy side, so
     that it rejects bad input with the numpy backends' messages.
     """
+
+    # For CCE families: option_path(scores, labels, options, *, out) on numpy
+    # arrays, which computes the gradient with the cross-entropy options.
+    option_path = None
 
     def unavailable_reason(self) -> str:
         """Return why the backend cannot run here (no device, say), or ""."""
@@ -214,9 +227,6 @@ def _resolve(target: str):
 def _entry(family, name, target, description, **details):
     return Backend(name, family, description, target, **details)
 
-
-# The auto backends compile their serial and their parallel kernel before timing.
-_BOTH_PATHS = ({"parallel": False}, {"parallel": True})
 
 _SOFTMAX = "softmax_backward"
 _CCE = "cce_softmax_backward"
@@ -277,7 +287,7 @@ _REGISTRY = (
         "Jacobian-free numba kernel, serial or parallel by size",
         requires="numba",
         compiled=True,
-        warm_up=_BOTH_PATHS,
+        compiles_with=("numba_serial", "numba_parallel"),
     ),
     _entry(
         _SOFTMAX,
@@ -345,7 +355,7 @@ _REGISTRY = (
         "closed form (s - onehot) / N in numba, serial or parallel by size",
         requires="numba",
         compiled=True,
-        warm_up=_BOTH_PATHS,
+        compiles_with=("fused_numba", "fused_numba_parallel"),
     ),
     _entry(
         _CCE,
@@ -406,7 +416,7 @@ _REGISTRY = (
         "the logits_numba kernel, serial or parallel by size",
         requires="numba",
         compiled=True,
-        warm_up=_BOTH_PATHS,
+        compiles_with=("logits_numba", "logits_numba_parallel"),
     ),
     _entry(
         _LOGITS,

@@ -16,6 +16,10 @@ class InputError(ValueError):
     """Invalid argument given to a backend: wrong shape, dtype or value."""
 
 
+class LabelRangeError(InputError):
+    """A class index outside [0, L), which the CCE options may still accept as ignored."""
+
+
 def float_matrix(array, name: str) -> np.ndarray:
     """Return `array` as an (N, L) float32 or float64 array with N, L >= 1."""
     array = np.asarray(array)
@@ -80,7 +84,7 @@ def labels_for(labels, scores: np.ndarray, scores_name: str) -> np.ndarray:
         low, high = labels.min(), labels.max()
         if low < 0 or high >= classes:
             bad = low if low < 0 else high
-            raise InputError(
+            raise LabelRangeError(
                 f"`labels` contains class index {bad}, expected indices in "
                 f"[0, {classes}) for L = {classes} classes"
             )

@@ -17,6 +17,8 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from impls._checks import float_matrix, labels_for, matching_pair, output_for
+from impls._options import accepts_loss_options
+from impls.numba_options import fused_options, logits_options
 
 FASTMATH = {"reassoc", "contract"}
 
@@ -365,14 +367,12 @@ def _checked_labels(labels, scores: np.ndarray, scores_name: str) -> np.ndarray:
     return labels_for(labels, scores, scores_name)
 
 
-def use_parallel(kind: str, shape: tuple[int, int], parallel: bool | None) -> bool:
-    """Decide whether a kernel of `kind` runs on numba's threads.
+def use_parallel(kind: str, shape: tuple[int, int]) -> bool:
+    """Decide whether the auto backend's kernel of `kind` runs on numba's threads.
 
-    `parallel` True or False forces the choice; None chooses by size: more
-    than one row, more than one thread, and PARALLEL_MIN_ELEMENTS or more.
+    It does with more than one row, more than one thread, and at least
+    PARALLEL_MIN_ELEMENTS[kind] elements.
     """
-    if parallel is not None:
-        return parallel
     n, classes = shape
     return (
         n > 1
@@ -382,7 +382,10 @@ def use_parallel(kind: str, shape: tuple[int, int], parallel: bool | None) -> bo
 
 
 def _kernel(name: str, kind: str, shape, parallel: bool | None):
-    return _KERNELS[name][use_parallel(kind, shape, parallel)]
+    """Return the serial or the parallel kernel; None for parallel chooses by size."""
+    if parallel is None:
+        parallel = use_parallel(kind, shape)
+    return _KERNELS[name][parallel]
 
 
 # --- softmax_backward ----------------------------------------------------------------
@@ -405,9 +408,9 @@ def numba_parallel(probs, dvalues, *, out=None):
     return _vjp(probs, dvalues, out, parallel=True)
 
 
-def numba_auto(probs, dvalues, *, out=None, parallel=None):
+def numba_auto(probs, dvalues, *, out=None):
     """Compute dL/dz = s * (d - sum(s * d)), on numba's threads when the size pays."""
-    return _vjp(probs, dvalues, out, parallel)
+    return _vjp(probs, dvalues, out, parallel=None)
 
 
 # --- cce_softmax_backward ------------------------------------------------------------
@@ -422,19 +425,22 @@ def _fused(probs, labels, out, parallel):
     return out
 
 
+@accepts_loss_options(fused_options)
 def fused_numba(probs, labels, *, out=None):
     """Compute dL/dz = (probs - onehot) / N in one serial numba kernel."""
     return _fused(probs, labels, out, parallel=False)
 
 
+@accepts_loss_options(fused_options)
 def fused_numba_parallel(probs, labels, *, out=None):
     """Compute dL/dz = (probs - onehot) / N with rows spread over numba's threads."""
     return _fused(probs, labels, out, parallel=True)
 
 
-def fused_numba_auto(probs, labels, *, out=None, parallel=None):
+@accepts_loss_options(fused_options)
+def fused_numba_auto(probs, labels, *, out=None):
     """Compute dL/dz = (probs - onehot) / N, on numba's threads when the size pays."""
-    return _fused(probs, labels, out, parallel)
+    return _fused(probs, labels, out, parallel=None)
 
 
 # --- cce_logits_backward -------------------------------------------------------------
@@ -455,21 +461,25 @@ def _logits(logits, labels, out, parallel):
     return arguments[-1]
 
 
+@accepts_loss_options(logits_options)
 def logits_numba(logits, labels, *, out=None):
     """Compute dL/dz from logits in one serial numba kernel with a vectorized exp."""
     return _logits(logits, labels, out, parallel=False)
 
 
+@accepts_loss_options(logits_options)
 def logits_numba_parallel(logits, labels, *, out=None):
     """Compute dL/dz from logits with rows spread over numba's threads."""
     return _logits(logits, labels, out, parallel=True)
 
 
-def logits_numba_auto(logits, labels, *, out=None, parallel=None):
+@accepts_loss_options(logits_options)
+def logits_numba_auto(logits, labels, *, out=None):
     """Compute dL/dz from logits, on numba's threads when the size pays."""
-    return _logits(logits, labels, out, parallel)
+    return _logits(logits, labels, out, parallel=None)
 
 
+@accepts_loss_options(logits_options)
 def logits_numba_libm(logits, labels, *, out=None):
     """Compute dL/dz from logits with numba's np.exp, one library call per element."""
     arguments = _logits_arguments(logits, labels, out)

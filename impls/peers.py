@@ -14,7 +14,9 @@ import numba
 import numpy as np
 
 from impls import ARGUMENTS, Adapter
-from impls._checks import float_matrix, labels_for, matching_pair
+from impls._checks import float_matrix, labels_for, matching_pair, output_for
+from impls._options import loss_terms
+from impls.cce import loss_coefficients
 
 # The imported libraries and what is built from them, filled on first use.
 _LOADED: dict = {}
@@ -40,6 +42,26 @@ def _import(name: str):
             f'{error}; install the peers with `pip install -e ".[peers]"`',
             name=name,
         ) from error
+
+
+def _option_path(gradient_from_coefficients, from_logits: bool):
+    """Return an option path that computes the gradient in a peer's arithmetic.
+
+    The options are checked and turned into loss coefficients C as the numpy
+    option paths do, so that errors are the same. The peer then computes
+    s * sum_k C[:, k] - C, with its own softmax of the logits.
+    """
+    name = "logits" if from_logits else "probs"
+
+    def option_path(scores, labels, options, *, out=None):
+        scores = float_matrix(scores, name)
+        terms = loss_terms(scores, labels, name, options)
+        out = output_for(out, scores, {name: scores, "labels": np.asarray(labels)})
+        coefficients = loss_coefficients(terms, scores.dtype)
+        np.copyto(out, gradient_from_coefficients(scores, coefficients, from_logits))
+        return out
+
+    return option_path
 
 
 # --- PyTorch ----------------------------------------------------------------------
@@ -74,6 +96,9 @@ class TorchAdapter(Adapter):
     def __init__(self, family: str, writes_out: bool):
         self.family = family
         self.writes_out = writes_out
+        if family != "softmax_backward":
+            from_logits = family == "cce_logits_backward"
+            self.option_path = _option_path(_torch_coefficients, from_logits)
 
     def unavailable_reason(self) -> str:
         try:
@@ -97,6 +122,15 @@ class TorchAdapter(Adapter):
 
     def to_numpy(self, result) -> np.ndarray:
         return result.numpy()
+
+
+def _torch_coefficients(scores, coefficients, from_logits):
+    torch = load_torch()
+    probs = _tensor(scores)
+    if from_logits:
+        probs = torch.softmax(probs, dim=1)
+    weights = _tensor(coefficients)
+    return (probs * weights.sum(dim=1, keepdim=True) - weights).numpy()
 
 
 def torch_softmax_backward(probs, dvalues, *, out=None):
@@ -178,7 +212,12 @@ def _build_jax_functions(jax) -> dict:
             return -jnp.mean(picked)
         return -jnp.mean(jnp.sum(labels * log_probs, axis=1))
 
+    def from_coefficients(scores, coefficients, from_logits):
+        probs = jax.nn.softmax(scores, axis=1) if from_logits else scores
+        return probs * coefficients.sum(axis=1, keepdims=True) - coefficients
+
     return {
+        "coefficients": jax.jit(from_coefficients, static_argnums=2),
         "softmax_backward": jax.jit(apply_vjp),
         "cce_softmax_backward": jax.jit(fused),
         "cce_logits_backward": jax.jit(jax.grad(cross_entropy)),
@@ -194,6 +233,9 @@ class JaxAdapter(Adapter):
 
     def __init__(self, family: str):
         self.family = family
+        if family != "softmax_backward":
+            from_logits = family == "cce_logits_backward"
+            self.option_path = _option_path(_jax_coefficients, from_logits)
 
     def unavailable_reason(self) -> str:
         try:
@@ -240,6 +282,12 @@ def _softmax_vjp(jax, probs: np.ndarray):
     structures = _LOADED.setdefault("vjp_structures", {})
     structure = structures.setdefault((probs.shape, probs.dtype.str), structure)
     return jax.tree_util.tree_unflatten(structure, leaves)
+
+
+def _jax_coefficients(scores, coefficients, from_logits):
+    load_jax()
+    function = _LOADED["jax_functions"]["coefficients"]
+    return np.asarray(function(scores, coefficients, from_logits))
 
 
 def jax_softmax_backward(vjp, dvalues):

@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 # Relative error allowed against the float64 oracle: max |error| / max |reference|.
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
 
-DEFAULT_TIME_BUDGET_S = 2.0  # per call; slower cases are reported as skipped
-PROBE_ROWS = 8  # rows timed to predict the time of a full call
+DEFAULT_TIME_BUDGET_S = 3.0  # per call; slower cases are reported as skipped
+PROBE_ROWS = 8  # rows timed first to predict the time of a full call
+PROBE_MIN_S = 0.05  # a probe this long predicts well enough
+SLOW_CALL_S = 0.1  # calls slower than this are timed in a fixed few rounds
+SLOW_ROUNDS = 3
 
 
 def default_memory_limit() -> int:
@@ -149,17 +152,18 @@ def validate_inputs(family: str, arrays) -> None:
 
 
 def warm_up(backend: impls.Backend, arrays) -> tuple[float, float]:
-    """Compile `backend` on a one-row input, once per entry of backend.warm_up.
+    """Compile `backend`, and the backends in its compiles_with, on a one-row input.
 
     Returns the seconds the calls took (with a load from numba's cache, if
     any) and the seconds numba spent compiling, which is 0.0 when nothing was
     compiled. Compiling here keeps the compile time out of every timing.
     """
     tiny = tuple(np.ascontiguousarray(a[:1]) for a in arrays)
+    others = [impls.get(backend.family, name) for name in backend.compiles_with]
     with numba.core.event.install_recorder("numba:compile") as recorder:
         start = time.perf_counter()
-        for options in backend.warm_up:
-            backend(*tiny, **options)
+        for warmed in [backend, *others]:
+            warmed(*tiny)
         seconds = time.perf_counter() - start
     return seconds, _outermost_seconds(recorder.buffer)
 
@@ -183,17 +187,32 @@ def _outermost_seconds(buffer) -> float:
     return total
 
 
-def predict_seconds(backend, arrays) -> float:
-    """Predict one call's time from a call on the first few rows."""
-    n = arrays[0].shape[0]
-    rows = min(n, PROBE_ROWS)
+def _fastest_call(backend, arrays, rows: int) -> float:
     head = tuple(np.ascontiguousarray(a[:rows]) for a in arrays)
     fastest = float("inf")
     for _ in range(2):  # the first call may pay for page faults and caches
         start = time.perf_counter()
         backend(*head)
         fastest = min(fastest, time.perf_counter() - start)
-    return fastest * n / rows
+    return fastest
+
+
+def predict_seconds(backend, arrays, time_budget_s: float = float("inf")) -> float:
+    """Predict one call's time from calls on the first rows.
+
+    A prediction near the budget is refined on four times as many rows, until
+    the probe itself takes PROBE_MIN_S or covers every row, because a probe
+    of a few rows on a busy machine can be off by a factor of several.
+    """
+    n = arrays[0].shape[0]
+    rows = min(n, PROBE_ROWS)
+    while True:
+        elapsed = _fastest_call(backend, arrays, rows)
+        predicted = elapsed * n / rows
+        settled = rows == n or elapsed >= PROBE_MIN_S
+        if settled or predicted > 4 * time_budget_s or predicted < time_budget_s / 4:
+            return predicted
+        rows = min(n, 4 * rows)
 
 
 def relative_error(result: np.ndarray, expected: np.ndarray) -> float:
@@ -212,6 +231,7 @@ class Prepared:
     arrays: tuple  # numpy inputs
     native: tuple  # the same inputs as the backend's native arrays, what is timed
     convert_s: float  # time to convert the numpy inputs to native arrays
+    predicted_s: float  # one call's time, predicted from its first rows
     # Seconds of the warm-up calls: a compile, or a load from numba's cache.
     compile_s: float | None
     max_error: float
@@ -240,7 +260,7 @@ def prepare(
     if backend.compiled:
         compile_s, jit_compile_s = warm_up(backend, arrays)
 
-    predicted = predict_seconds(backend, arrays)
+    predicted = predict_seconds(backend, arrays, time_budget_s)
     if predicted > time_budget_s:
         raise Skip(
             f"predicted {predicted:.2f} s per call, time budget {time_budget_s:g} s"
@@ -260,5 +280,13 @@ def prepare(
             f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
         )
     return Prepared(
-        case, backend, arrays, native, convert_s, compile_s, error, jit_compile_s
+        case,
+        backend,
+        arrays,
+        native,
+        convert_s,
+        predicted,
+        compile_s,
+        error,
+        jit_compile_s,
     )

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         help="skip cases predicted to take longer than this many seconds per call "
-        "(default: 2, or 0.25 with --quick)",
+        "(default: 3, or 0.25 with --quick)",
     )
     run.add_argument(
         "--max-time",
@@ -133,7 +134,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("list", help="list every backend and whether it runs here")
+    _add_train_parser(commands)
     return parser
+
+
+def _add_train_parser(commands) -> None:
+    from softgrad.grid import SEED
+    from softgrad.train import DEFAULT_EPOCHS, DTYPES
+
+    train = commands.add_parser(
+        "train",
+        help="train a small network on scikit-learn's digits once per backend: "
+        "time per epoch, share of the softmax gradient, same loss curve",
+    )
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        help="epochs of SGD per backend (default: %(default)s)",
+    )
+    train.add_argument("--families", help="comma-separated families (default: all)")
+    train.add_argument(
+        "--backends", help="comma-separated backend names (default: all)"
+    )
+    train.add_argument(
+        "--dtype",
+        default="float64",
+        choices=DTYPES,
+        help="dtype of the network and its inputs (default: %(default)s)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="seed of the split, the initial weights and the batch order "
+        "(default: %(default)s)",
+    )
+    train.add_argument(
+        "--results",
+        default="results",
+        type=Path,
+        help="folder for train.json and train.csv (default: %(default)s)",
+    )
 
 
 def _reexec_without_openblas_env() -> None:
@@ -214,7 +256,9 @@ class ProgressPlugin:
 def _time_budget(options) -> float:
     if options.time_budget is not None:
         return options.time_budget
-    return 0.25 if options.quick else 2.0
+    from softgrad.cases import DEFAULT_TIME_BUDGET_S
+
+    return 0.25 if options.quick else DEFAULT_TIME_BUDGET_S
 
 
 def _thread_count(options) -> int:
@@ -407,7 +451,97 @@ def command_list(options, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "report": command_report, "list": command_list}
+def command_train(options, console: Console) -> int:
+    from softgrad import train
+
+    try:
+        config = train.TrainConfig(
+            epochs=options.epochs, seed=options.seed, dtype=options.dtype
+        )
+        config.validate()
+        backends = train.select_backends(
+            _split(options.families), _split(options.backends)
+        )
+    except train.TrainError as error:
+        raise CommandError(str(error)) from None
+    results_folder = _writable_folder(options.results)
+
+    with Progress(
+        TextColumn("{task.description:<48}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("training with the reference", total=len(backends))
+
+        def advance(key: str) -> None:
+            progress.update(task, description=f"training with {key}")
+            progress.advance(task)
+
+        try:
+            results = train.train_backends(backends, config, progress=advance)
+        except train.TrainError as error:
+            raise CommandError(str(error)) from None
+        progress.update(task, description="done", completed=len(backends))
+
+    document = results.to_dict()
+    document["command"] = " ".join(["softgrad", *sys.argv[1:]])
+    json_path, csv_path = train.write_results(document, results_folder)
+    for table in _train_tables(document):
+        console.print(table)
+    pair = document["largest_pair_difference"]
+    if pair:
+        console.print(
+            f"largest loss difference between two backends: {pair['value']:.2g} "
+            f"(relative), {pair['backends'][0]} and {pair['backends'][1]}, "
+            f"epoch {pair['epoch']}; tolerance {document['tolerance']:.2g}"
+        )
+    console.print(f"results: {json_path}, {csv_path}")
+    try:
+        results.raise_for_divergence()
+    except train.DivergenceError as error:
+        Console(stderr=True).print(f"softgrad: error: {error}", highlight=False)
+        return 1
+    return 0
+
+
+def _train_tables(document: dict) -> list[Table]:
+    """Build the per-backend tables, one per family so that they fit 80 columns."""
+    from softgrad import train
+
+    config = document["config"]
+    rows = train.summary_rows(document)
+    # The compile time stays in train.json, train.csv and the report.
+    hidden = ("family", "compile_s")
+    columns = [(key, heading) for key, heading in train.COLUMNS if key not in hidden]
+    if all(row["status"] == "ok" for row in rows):
+        columns = [(key, heading) for key, heading in columns if key != "status"]
+    tables = []
+    for family in dict.fromkeys(row["family"] for row in rows):
+        table = Table(
+            title=f"{family}: training on digits, {config['epochs']} epochs, "
+            f"{config['dtype']}",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for key, heading in columns:
+            justify = "left" if key in ("backend", "status") else "right"
+            table.add_column(heading, justify=justify, no_wrap=key != "status")
+        for row in rows:
+            if row["family"] == family:
+                cells = [train.format_cell(key, row[key]) for key, _ in columns]
+                table.add_row(*cells, style=None if row["status"] == "ok" else "red")
+        tables.append(table)
+    return tables
+
+
+COMMANDS = {
+    "run": command_run,
+    "report": command_report,
+    "list": command_list,
+    "train": command_train,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -534,14 +534,26 @@ def _terminal_family_table(family: str, rows: pd.DataFrame) -> Table:
         title=f"{family}  (baseline: {baseline})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),  # with the box's blank separator, two spaces apart
         pad_edge=False,
+        show_edge=False,
         caption=f"{MISSING}: the baseline was not timed at this size and dtype",
         caption_justify="left",
     )
-    for name in TERMINAL_COLUMNS:
-        justify = "left" if name in _TEXT_COLUMNS else "right"
-        table.add_column(COLUMN[name].header, justify=justify)
     formatted = format_table(rows, TERMINAL_COLUMNS)
+    for name, header in zip(TERMINAL_COLUMNS, formatted.columns):
+        # On a narrow terminal rich shrinks only the columns that may wrap. Only
+        # headers longer than every value may wrap, and only between words, so
+        # neither a value nor a header word gets cut.
+        widest = max((len(value) for value in formatted[header]), default=0)
+        longest_word = max(len(word) for word in header.split())
+        justify = "left" if name in _TEXT_COLUMNS else "right"
+        table.add_column(
+            header,
+            justify=justify,
+            min_width=max(widest, longest_word),
+            no_wrap=len(header) <= widest,
+        )
     previous = None
     for (_, row), values in zip(rows.iterrows(), formatted.itertuples(index=False)):
         group = (row["n"], row["classes"], row["dtype"])
@@ -560,7 +572,8 @@ def terminal_table(summary: pd.DataFrame) -> Group:
     """Build a rich renderable with one table per family, to print on a Console.
 
     Each size and dtype lists its backends fastest first, with the fastest in
-    bold. At 100 columns no cell wraps for the registry's backend names.
+    bold. Cells keep their full width, and from 80 columns up they fit
+    without wrapping for the registry's backend names.
     """
     tables = [
         _terminal_family_table(family, summary[summary["family"] == family])

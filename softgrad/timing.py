@@ -119,7 +119,17 @@ class SweepPlugin:
             allocates_output=True,
             threads=numba.get_num_threads(),
         )
-        benchmark(backend.call_native, *prepared.native)
+        if prepared.predicted_s > sweep_cases.SLOW_CALL_S:
+            # pytest-benchmark's calibration would spend many rounds on a
+            # call this slow; a fixed few keep the default run short.
+            benchmark.pedantic(
+                backend.call_native,
+                args=prepared.native,
+                rounds=sweep_cases.SLOW_ROUNDS,
+                iterations=1,
+            )
+        else:
+            benchmark(backend.call_native, *prepared.native)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

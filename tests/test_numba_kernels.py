@@ -107,17 +107,20 @@ def test_exp_rejects_integers():
 
 @pytest.mark.parametrize("family", VARIANTS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_serial_parallel_identical(family, dtype):
-    """Serial, parallel and auto (both ways) give bit-identical results."""
+def test_serial_parallel_identical(family, dtype, monkeypatch):
+    """Serial, parallel and auto on either side of its threshold are bit-identical."""
     arrays = make_inputs(family, Size(301, 257), dtype, seed=4)
     serial, parallel, auto = (impls.get(family, name) for name in VARIANTS[family])
+    thresholds = numba_kernels.PARALLEL_MIN_ELEMENTS
 
     expected = serial(*arrays)
 
     assert np.array_equal(parallel(*arrays), expected)
-    assert np.array_equal(auto(*arrays, parallel=True), expected)
-    assert np.array_equal(auto(*arrays, parallel=False), expected)
-    assert np.array_equal(auto(*arrays), expected)
+    for threshold in (0, 10**12):
+        monkeypatch.setattr(
+            numba_kernels, "PARALLEL_MIN_ELEMENTS", dict.fromkeys(thresholds, threshold)
+        )
+        assert np.array_equal(auto(*arrays), expected), threshold
 
 
 @pytest.mark.parametrize("kind", sorted(numba_kernels.PARALLEL_MIN_ELEMENTS))
@@ -127,11 +130,9 @@ def test_threshold_chooses_path(kind):
     choose = numba_kernels.use_parallel
     threads = numba.get_num_threads()
 
-    assert choose(kind, (2, threshold // 2), None) is (threads > 1)
-    assert choose(kind, (2, threshold // 2 - 1), None) is False
-    assert choose(kind, (1, 10 * threshold), None) is False
-    assert choose(kind, (1, 3), True) is True
-    assert choose(kind, (10**4, 10**4), False) is False
+    assert choose(kind, (2, threshold // 2)) is (threads > 1)
+    assert choose(kind, (2, threshold // 2 - 1)) is False
+    assert choose(kind, (1, 10 * threshold)) is False
 
 
 def test_threshold_one_thread():
@@ -139,7 +140,7 @@ def test_threshold_one_thread():
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        assert numba_kernels.use_parallel("vjp", (10**4, 10**4), None) is False
+        assert numba_kernels.use_parallel("vjp", (10**4, 10**4)) is False
     finally:
         numba.set_num_threads(before)
 

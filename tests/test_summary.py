@@ -498,12 +498,59 @@ def test_terminal_table_fits_100_columns(real):
     assert max(len(line) for line in lines) <= 100
 
 
-def test_terminal_table_backend_names_whole(real):
-    """Every backend name appears unbroken in the terminal table."""
+@pytest.mark.parametrize("width", [80, 100])
+def test_terminal_table_backend_names_whole(real, width):
+    """Every backend name appears unbroken at 80 and 100 columns."""
     summary, _, _ = real
-    text = render(summary)
+    text = render(summary, width)
     for backend in set(summary["backend"]):
         assert backend in text
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_terminal_table_header_words_whole(real, width):
+    """Headers wrap between words at 80 and 100 columns, never inside one."""
+    summary, _, _ = real
+    text = render(summary, width)
+    for name in sm.TERMINAL_COLUMNS:
+        for word in sm.COLUMN[name].header.split():
+            assert word in text, word
+    assert "…" not in text
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_terminal_table_last_column_whole(real, width):
+    """The GB/s of every row is printed whole at 80 and 100 columns."""
+    summary, _, _ = real
+    lines = render(summary, width).splitlines()
+    for rate in summary["gb_per_s"]:
+        expected = sm.format_rate(rate)
+        assert any(line.rstrip().endswith(" " + expected) for line in lines), rate
+
+
+def test_terminal_table_wide_values_fit_80(hand):
+    """The widest values of a default grid still print whole at 80 columns."""
+    summary = hand[0].copy()
+    summary["n"] = 4096
+    summary["classes"] = 128256  # Llama 3's vocabulary
+    summary["backend"] = "einsum_jacobian"
+    summary["median_s"] = 123.4e-6
+    summary["speedup_vs_baseline"] = 31108.0
+    summary["time_vs_fastest"] = 4424.0
+    summary["gb_per_s"] = 0.00528
+    lines = render(summary, 80).splitlines()
+    row = next(line for line in lines if "128256" in line)
+    assert row.split() == [
+        "4096",
+        "128256",
+        "float64",
+        "einsum_jacobian",
+        "123",
+        "µs",
+        "31,108×",
+        "4,424×",
+        "0.00528",
+    ]
 
 
 def test_terminal_table_values(hand):

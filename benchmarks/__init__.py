@@ -1,0 +1,1 @@
+"""asv suites: softmax and CCE gradients over softgrad's size grid, and numba compile time."""
