@@ -46,11 +46,12 @@ def suite_classes(gradients):
 
 
 def cases(gradients):
-    """One small case per backend and dtype: (suite class, backend name, dtype)."""
+    """One small case per available backend and dtype: (suite, backend name, dtype)."""
     return [
         (suite, backend.name, dtype)
         for suite in suite_classes(gradients)
         for backend in impls.backends(suite.family)
+        if backend.available
         for dtype in DTYPES
     ]
 
