@@ -361,7 +361,7 @@ _REGISTRY = (
         _CCE,
         "torch",
         "impls.peers:torch_fused",
-        "PyTorch: (probs - onehot) / N in tensor operations, as torch has no operator for it",
+        "PyTorch: (probs - onehot) / N in tensor operations (torch has no operator)",
         requires="torch",
         adapter="impls.peers:TORCH_PROBS",
         memory_model=_vector,

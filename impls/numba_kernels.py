@@ -1,9 +1,9 @@
-"""Softmax and CCE gradients as numba kernels: one pass over memory per row, no temporaries.
+"""Softmax and CCE gradients as numba kernels: one pass over memory per row.
 
-Each kernel walks a row at most three times, and only the first walk reads
-memory: the later ones find the row in cache. fastmath is limited to
-reassociation and contraction, which lets LLVM vectorize a row's sums, while
-NaN and infinity keep their IEEE meaning, so a NaN in one row stays in that row.
+Each kernel allocates no temporary array and walks a row at most three times.
+Only the first walk reads memory when the row fits in cache. fastmath allows
+reassociation and contraction only, so LLVM vectorizes a row's sums while a
+NaN keeps its IEEE meaning and stays in its row.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def load_torch():
 
 
 def _tensor(array: np.ndarray):
-    """Wrap `array` in a tensor that shares its memory (a copy only for negative strides)."""
+    """Wrap `array` in a tensor sharing its memory; copy only for negative strides."""
     if any(stride < 0 for stride in array.strides):
         array = np.ascontiguousarray(array)  # torch.from_numpy rejects negative strides
     with warnings.catch_warnings():

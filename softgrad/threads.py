@@ -30,7 +30,7 @@ def _touch_threads(values):
 
 
 def max_threads() -> int:
-    """Return the most threads numba can run: NUMBA_NUM_THREADS, every core by default."""
+    """Return the most threads numba can run: NUMBA_NUM_THREADS, all cores by default."""
     return numba.config.NUMBA_NUM_THREADS
 
 

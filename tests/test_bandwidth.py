@@ -57,7 +57,7 @@ def test_kernels_compute_stream_results(name):
 
 
 def test_gb_per_s_from_bytes_and_seconds(monkeypatch):
-    """Each figure is the arrays STREAM counts, times their bytes, over the best time."""
+    """Each figure is the bytes of the arrays STREAM counts over the best time."""
     monkeypatch.setattr(bandwidth, "_best_seconds", lambda *args: 0.5)
 
     result = bandwidth.probe(array_bytes=8 * 1000, repetitions=1)
