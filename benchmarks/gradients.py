@@ -36,9 +36,15 @@ def _start_numba_compiler():
     numba.njit(lambda: 0)()
 
 
-# Import every backend's module (numba included) at discovery, so that the forked
-# benchmark processes start with them loaded.
-_AVAILABLE = {backend.key: backend.available for backend in impls.backends()}
+# Import every CPU backend's module (numba included) at discovery, so that the
+# forked benchmark processes start with them loaded. GPU backends load in each
+# benchmark process instead, because CUDA initialized before fork() cannot be used
+# in the child process.
+_AVAILABLE = {
+    backend.key: backend.available
+    for backend in impls.backends()
+    if backend.device == "cpu"
+}
 _start_numba_compiler()
 
 # The prepared cases of this process, or the reason a case is skipped. asv runs
@@ -48,8 +54,13 @@ _PREPARED: dict = {}
 
 
 def family_params(family):
-    """Return asv's params for `family`: its backends, the grid's sizes, the dtypes."""
-    names = tuple(backend.name for backend in impls.backends(family))
+    """Return asv's params for `family`: its CPU backends, the grid's sizes, the dtypes.
+
+    GPU backends are left out. The asv environment installs neither CuPy nor
+    PyTorch, so they could only be skipped, and asv still starts a process for
+    every skipped case in every round.
+    """
+    names = tuple(b.name for b in impls.backends(family) if b.device == "cpu")
     return (names, tuple(SIZES), DTYPES)
 
 

@@ -27,6 +27,11 @@ print(prepare(Case(family, name, DEFAULT_GRID[0], dtype)).compile_s)
 """
 
 
+def numba_backends():
+    """Return the backends that numba compiles: compiled ones that need numba."""
+    return [b for b in impls.backends() if b.compiled and b.requires == "numba"]
+
+
 def first_call_seconds(backend, dtype, cache_dir):
     """Return the seconds of `backend`'s first call in a new process caching to `cache_dir`."""
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
@@ -53,16 +58,13 @@ def compile_seconds(backend, dtype):
 
 
 class NumbaCompile:
-    """First call of each compiled backend in a new process: mostly compile time.
+    """First call of each numba backend in a new process: mostly compile time.
 
     It includes numba's one-time start-up of its compiler in that process (typing
     and LLVM set-up), which every user pays on the first call too.
     """
 
-    params = (
-        tuple(backend.key for backend in impls.backends() if backend.compiled),
-        DTYPES,
-    )
+    params = (tuple(backend.key for backend in numba_backends()), DTYPES)
     param_names = ("backend", "dtype")
     timeout = 120
 

@@ -7,12 +7,12 @@ memory estimate; a backend is called like the function it wraps.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from impls._checks import InputError, output_for
+from impls._checks import DEVICE_DTYPE_NAMES, InputError, output_for
 from impls._options import accepts_loss_options
 from impls.reference import REFERENCES
 
@@ -26,6 +26,12 @@ ARGUMENTS = {
 }
 
 BOTH_DTYPES = ("float32", "float64")
+GPU_DTYPES = DEVICE_DTYPE_NAMES  # float32, float64, float16, bfloat16
+
+
+def itemsize(dtype) -> int:
+    """Return the bytes per element of `dtype`, bfloat16 included without ml_dtypes."""
+    return 2 if str(dtype) == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def _outputs(n, classes, itemsize):
@@ -61,6 +67,20 @@ def _vector(n, classes, itemsize):
     return _outputs(n, classes, itemsize) + n * itemsize
 
 
+def _row_pieces(n, classes, itemsize):
+    """The output and two float64 partial values per block of the kernel's grid.
+
+    impls.gpu.launch_shape makes fewer than 2 N + 4096 blocks on a GPU of at most
+    1024 multiprocessors.
+    """
+    return _outputs(n, classes, itemsize) + 2 * 8 * (2 * n + 4096)
+
+
+def _autograd_cross_entropy(n, classes, itemsize):
+    """The log-softmax autograd saves for the backward, the gradient and the loss."""
+    return 2 * _outputs(n, classes, itemsize) + n * itemsize
+
+
 def _autograd(n, classes, itemsize):
     """log_softmax kept by the forward pass, the gradient it meets and the output."""
     return 3 * n * classes * itemsize + n * itemsize
@@ -89,6 +109,14 @@ class Backend:
     jacobian: bool = False  # builds L x L Jacobians, so memory grows with L^2
     baseline: bool = False  # the textbook path that speedups are measured against
     compiled: bool = False  # compiled on first call for each signature
+    device: str = "cpu"  # where it computes: "cpu" or "gpu"
+    # The inputs that `out=` may be (the same array, not a partial overlap),
+    # because the backend is done reading each element before it writes there.
+    out_may_alias: tuple[str, ...] = ()
+    # Computes dL/ds = -y / s before the softmax backward, as the textbook does, so
+    # a row whose label class has probability 0 (or so small that 1 / s overflows)
+    # comes out NaN or infinite, where the closed form (s - y) / N is finite.
+    divides_by_probs: bool = False
     peer: bool = False  # another library's implementation, timed for comparison
     # Backends of the same family whose kernels this one also runs, by size:
     # warming them up compiles every code path before timing.
@@ -128,7 +156,11 @@ class Backend:
 
     def memory(self, n: int, classes: int, dtype) -> int:
         """Estimate the bytes one call allocates for (N, L) inputs of `dtype`."""
-        return self.memory_model(n, classes, np.dtype(dtype).itemsize)
+        return self.memory_model(n, classes, itemsize(dtype))
+
+    def memory_available(self) -> int | None:
+        """Return the free bytes of the backend's device, or None for host memory."""
+        return self._require()[1].memory_available()
 
     def _require(self):
         function = self._load()
@@ -186,9 +218,10 @@ class Adapter:
 
     The numpy adapter passes arrays through. A peer or GPU backend overrides
     convert (host to device, outside the timing), finish (synchronize, inside
-    the timing) and to_numpy (device to host, for the reference check). Its
-    check runs the shared input checks of impls._checks on the numpy side, so
-    that it rejects bad input with the numpy backends' messages.
+    the timing) and to_numpy (device to host, for the reference check). A GPU
+    backend also overrides memory_available, so the memory guard compares with
+    the device's free memory. A peer's check runs the shared input checks of
+    impls._checks on the numpy side, so that it rejects bad input alike.
     """
 
     # For CCE families: option_path(scores, labels, options, *, out) on numpy
@@ -214,6 +247,10 @@ class Adapter:
 
     def to_numpy(self, result) -> np.ndarray:
         return np.asarray(result)
+
+    def memory_available(self) -> int | None:
+        """Return the free bytes of the device it computes on, or None for the host."""
+        return None
 
 
 NUMPY_ADAPTER = Adapter()
@@ -241,6 +278,7 @@ _REGISTRY = (
         memory_model=_jacobian_per_sample,
         jacobian=True,
         baseline=True,
+        out_may_alias=("probs", "dvalues"),
     ),
     _entry(
         _SOFTMAX,
@@ -249,6 +287,7 @@ _REGISTRY = (
         "all N Jacobians in one (N, L, L) array, contracted by np.einsum",
         memory_model=_jacobian_batched,
         jacobian=True,
+        out_may_alias=("probs",),
     ),
     _entry(
         _SOFTMAX,
@@ -257,12 +296,14 @@ _REGISTRY = (
         "all N Jacobians in one (N, L, L) array, applied by np.matmul",
         memory_model=_jacobian_batched,
         jacobian=True,
+        out_may_alias=("probs", "dvalues"),
     ),
     _entry(
         _SOFTMAX,
         "numpy_vjp",
         "impls.vjp:numpy_vjp",
         "Jacobian-free s * (d - sum(s * d)) in numpy",
+        out_may_alias=("dvalues",),
     ),
     _entry(
         _SOFTMAX,
@@ -318,6 +359,8 @@ _REGISTRY = (
         memory_model=_composed,
         jacobian=True,
         baseline=True,
+        out_may_alias=("probs", "labels"),
+        divides_by_probs=True,
     ),
     _entry(
         _CCE,
@@ -325,12 +368,15 @@ _REGISTRY = (
         "impls.cce:composed_vjp",
         "CCE backward, then the Jacobian-free softmax backward",
         memory_model=_composed_vjp,
+        out_may_alias=("labels",),
+        divides_by_probs=True,
     ),
     _entry(
         _CCE,
         "fused_numpy",
         "impls.cce:fused_numpy",
         "closed form (s - onehot) / N in numpy",
+        out_may_alias=("probs",),
     ),
     _entry(
         _CCE,
@@ -386,12 +432,15 @@ _REGISTRY = (
         memory_model=_composed_logits,
         jacobian=True,
         baseline=True,
+        out_may_alias=("logits", "labels"),
+        divides_by_probs=True,
     ),
     _entry(
         _LOGITS,
         "logits_numpy",
         "impls.cce:logits_numpy",
         "stable softmax, then (s - onehot) / N, in numpy",
+        out_may_alias=("logits",),
     ),
     _entry(
         _LOGITS,
@@ -447,16 +496,90 @@ _REGISTRY = (
         peer=True,
         compiled=True,
     ),
+    # GPU backends. CuPy's kernels compile on first call (NVRTC, cached on disk).
+    _entry(
+        _SOFTMAX,
+        "cupy_kernel",
+        "impls.gpu:cupy_vjp",
+        "Jacobian-free, one CUDA kernel per row block (CuPy), float32 sums",
+        requires="cupy",
+        dtypes=GPU_DTYPES,
+        memory_model=_row_pieces,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:SOFTMAX",
+    ),
+    _entry(
+        _SOFTMAX,
+        "cupy_matmul_jacobian",
+        "impls.gpu:cupy_matmul_jacobian",
+        "all N Jacobians in one (N, L, L) GPU array, applied by cupy.matmul",
+        requires="cupy",
+        memory_model=_jacobian_batched,
+        jacobian=True,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:SOFTMAX",
+    ),
+    _entry(
+        _SOFTMAX,
+        "torch_cuda",
+        "impls.gpu_torch:torch_softmax_backward",
+        "PyTorch CUDA: torch.ops.aten._softmax_backward_data",
+        requires="torch",
+        dtypes=GPU_DTYPES,
+        device="gpu",
+        adapter="impls.gpu_torch:SOFTMAX",
+    ),
+    _entry(
+        _CCE,
+        "cupy_kernel",
+        "impls.gpu:cupy_fused",
+        "closed form (s - onehot) / N, one CUDA kernel per row block (CuPy)",
+        requires="cupy",
+        dtypes=GPU_DTYPES,
+        memory_model=_row_pieces,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:CCE",
+    ),
+    _entry(
+        _LOGITS,
+        "cupy_kernel",
+        "impls.gpu:cupy_logits",
+        "online row max and sum of exp, then one write; CUDA kernels (CuPy)",
+        requires="cupy",
+        dtypes=GPU_DTYPES,
+        memory_model=_row_pieces,
+        compiled=True,
+        device="gpu",
+        adapter="impls.gpu:LOGITS",
+    ),
+    _entry(
+        _LOGITS,
+        "torch_cuda",
+        "impls.gpu_torch:torch_cross_entropy_backward",
+        "PyTorch CUDA: autograd.grad of F.cross_entropy, forward included",
+        requires="torch",
+        dtypes=GPU_DTYPES,
+        memory_model=_autograd_cross_entropy,
+        device="gpu",
+        adapter="impls.gpu_torch:LOGITS",
+    ),
 )
 
 
 def backends(family: str | None = None) -> list[Backend]:
-    """List the backends of `family`, or of every family, available or not."""
+    """List the backends of `family`, or of every family, available or not.
+
+    Backends come family by family, in registry order within each family.
+    """
     if family is not None and family not in FAMILIES:
         raise InputError(
             f"unknown family `{family}`, expected one of: {', '.join(FAMILIES)}"
         )
-    return [b for b in _REGISTRY if family is None or b.family == family]
+    families = FAMILIES if family is None else (family,)
+    return [b for name in families for b in _REGISTRY if b.family == name]
 
 
 def get(family: str, name: str) -> Backend:
@@ -484,5 +607,6 @@ __all__ = [
     "InputError",
     "backends",
     "get",
+    "itemsize",
     "reference",
 ]

@@ -123,7 +123,9 @@ def composed_looped(probs, labels, *, out=None):
     """Compute dL/dz as the textbook does: CCE backward, then the looped Jacobian."""
     probs = float_matrix(probs, "probs")
     labels = labels_for(labels, probs, "probs")
-    out = output_for(out, probs, {"probs": probs, "labels": labels})
+    out = output_for(
+        out, probs, {"probs": probs, "labels": labels}, may_alias=("probs", "labels")
+    )
     dvalues = cce_backward(probs, _one_hot(labels, probs))
     return looped_jacobian(probs, dvalues, out=out)
 
@@ -133,7 +135,10 @@ def composed_vjp(probs, labels, *, out=None):
     """Compute dL/dz as CCE backward, then the Jacobian-free softmax backward."""
     probs = float_matrix(probs, "probs")
     labels = labels_for(labels, probs, "probs")
-    out = output_for(out, probs, {"probs": probs, "labels": labels})
+    # numpy_vjp reads `probs` again after it writes `out`, so `out` may not be `probs`.
+    out = output_for(
+        out, probs, {"probs": probs, "labels": labels}, may_alias=("labels",)
+    )
     dvalues = cce_backward(probs, _one_hot(labels, probs))
     return numpy_vjp(probs, dvalues, out=out)
 
@@ -153,7 +158,10 @@ def fused_numpy(probs, labels, *, out=None):
     """Compute dL/dz in closed form: (probs - onehot) / N."""
     probs = float_matrix(probs, "probs")
     labels = labels_for(labels, probs, "probs")
-    out = output_for(out, probs, {"probs": probs, "labels": labels})
+    # The first write replaces all of `out`, so `out` may be `probs` but not `labels`.
+    out = output_for(
+        out, probs, {"probs": probs, "labels": labels}, may_alias=("probs",)
+    )
     np.divide(probs, probs.dtype.type(probs.shape[0]), out=out)
     return _subtract_labels(probs, labels, out)
 
@@ -171,7 +179,12 @@ def composed_looped_logits(logits, labels, *, out=None):
     """Compute dL/dz from logits the textbook way: softmax, CCE backward, looped Jacobian."""
     logits = float_matrix(logits, "logits")
     labels = labels_for(labels, logits, "logits")
-    out = output_for(out, logits, {"logits": logits, "labels": labels})
+    out = output_for(
+        out,
+        logits,
+        {"logits": logits, "labels": labels},
+        may_alias=("logits", "labels"),
+    )
     probs = stable_softmax(logits)
     dvalues = cce_backward(probs, _one_hot(labels, probs))
     return looped_jacobian(probs, dvalues, out=out)
@@ -182,7 +195,11 @@ def logits_numpy(logits, labels, *, out=None):
     """Compute dL/dz from logits: a stable softmax, then (s - y) / N in place."""
     logits = float_matrix(logits, "logits")
     labels = labels_for(labels, logits, "logits")
-    out = output_for(out, logits, {"logits": logits, "labels": labels})
+    # `out` may be `logits` but not one-hot `labels`, because the softmax is written
+    # into `out` before `labels` are read.
+    out = output_for(
+        out, logits, {"logits": logits, "labels": labels}, may_alias=("logits",)
+    )
     stable_softmax(logits, out=out)
     out /= logits.dtype.type(logits.shape[0])
     return _subtract_labels(out, labels, out)

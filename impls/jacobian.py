@@ -15,7 +15,10 @@ from impls._checks import matching_pair, output_for
 def looped_jacobian(probs, dvalues, *, out=None):
     """Compute dL/dz one sample at a time, building each sample's Jacobian."""
     probs, dvalues = matching_pair(probs, dvalues, ("probs", "dvalues"))
-    out = output_for(out, probs, {"probs": probs, "dvalues": dvalues})
+    # Each row of the result is written after that row of both inputs is read.
+    out = output_for(
+        out, probs, {"probs": probs, "dvalues": dvalues}, may_alias=("probs", "dvalues")
+    )
     for row, (sample_probs, sample_dvalues) in enumerate(zip(probs, dvalues)):
         column = sample_probs[:, np.newaxis]
         jacobian = np.diagflat(column) - column @ column.T
@@ -35,7 +38,11 @@ def _batched_jacobians(probs):
 def einsum_jacobian(probs, dvalues, *, out=None):
     """Compute dL/dz with all N Jacobians built at once and contracted by einsum."""
     probs, dvalues = matching_pair(probs, dvalues, ("probs", "dvalues"))
-    out = output_for(out, probs, {"probs": probs, "dvalues": dvalues})
+    # The Jacobians are built before `out` is written, but einsum accumulates
+    # into `out` while it still reads `dvalues`.
+    out = output_for(
+        out, probs, {"probs": probs, "dvalues": dvalues}, may_alias=("probs",)
+    )
     np.einsum("ijk,ik->ij", _batched_jacobians(probs), dvalues, out=out)
     return out
 
@@ -43,7 +50,9 @@ def einsum_jacobian(probs, dvalues, *, out=None):
 def matmul_jacobian(probs, dvalues, *, out=None):
     """Compute dL/dz with all N Jacobians built at once and applied by matmul."""
     probs, dvalues = matching_pair(probs, dvalues, ("probs", "dvalues"))
-    out = output_for(out, probs, {"probs": probs, "dvalues": dvalues})
+    out = output_for(
+        out, probs, {"probs": probs, "dvalues": dvalues}, may_alias=("probs", "dvalues")
+    )
     product = np.matmul(_batched_jacobians(probs), dvalues[:, :, np.newaxis])
     out[...] = product[:, :, 0]
     return out

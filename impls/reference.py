@@ -95,7 +95,10 @@ def log_softmax(logits):
 def cce_logits_backward(logits, labels, **options):
     """Return dL/dz of the CCE (the mean by default) from logits, as float64.
 
-    Takes the same options as `cce_softmax_backward`.
+    Takes the same options as `cce_softmax_backward`. A logit of -inf masks its
+    class, whose probability is then 0. A row of -inf only has no softmax
+    (0 / 0), so its gradient row is NaN, as it is from every backend. The row
+    is not rejected, because finding it takes a pass over the whole array.
     """
     logits, checked, options = _checked(logits, labels, "logits", options)
     return _gradient(softmax(logits), checked, options)

@@ -14,7 +14,11 @@ from impls._checks import matching_pair, output_for
 def numpy_vjp(probs, dvalues, *, out=None):
     """Compute dL/dz without forming any Jacobian."""
     probs, dvalues = matching_pair(probs, dvalues, ("probs", "dvalues"))
-    out = output_for(out, probs, {"probs": probs, "dvalues": dvalues})
+    # `out` may be `dvalues`, because the row dot products are taken before the
+    # first write; not `probs`, which is read again after `out` is written.
+    out = output_for(
+        out, probs, {"probs": probs, "dvalues": dvalues}, may_alias=("dvalues",)
+    )
     row_dot = np.einsum("ij,ij->i", probs, dvalues)
     np.subtract(dvalues, row_dot[:, np.newaxis], out=out)
     np.multiply(out, probs, out=out)

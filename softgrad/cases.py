@@ -16,12 +16,28 @@ import numpy as np
 import psutil
 
 import impls
-from softgrad.grid import DTYPES, GRIDS, SEED, Size, make_inputs
+from softgrad.grid import (
+    ALL_DTYPES,
+    DTYPES,
+    GRIDS,
+    HALF_DTYPES,
+    SEED,
+    Size,
+    make_inputs,
+    numpy_dtype,
+)
 
 log = logging.getLogger(__name__)
 
 # Relative error allowed against the float64 oracle: max |error| / max |reference|.
-TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
+# For the 16-bit types it is twice the unit roundoff (2^-11 for float16, 2^-8 for
+# bfloat16): rounding the result once costs up to one unit, and sums in float32
+# (unit roundoff 2^-24) add far less. Summing a long row's exponentials in 16 bits
+# fails it several times over.
+# NOTE: a CCE gradient is at most 1 / N in size, so for N > 16384 it lies in
+# float16's subnormal range, where rounding errors stop shrinking with the value;
+# the float16 tolerance is then exceeded once N passes about 32768.
+TOLERANCE = {"float64": 1e-10, "float32": 2e-4, "float16": 1e-3, "bfloat16": 8e-3}
 
 DEFAULT_TIME_BUDGET_S = 3.0  # per call; slower cases are reported as skipped
 PROBE_ROWS = 8  # rows timed first to predict the time of a full call
@@ -61,6 +77,11 @@ class Case:
         return f"{self.backend}-{self.size}-{self.dtype}"
 
     @property
+    def key(self) -> tuple[str, str, int, int, str]:
+        """The case as (family, backend, n, classes, dtype), as results store it."""
+        return (self.family, self.backend, self.size.n, self.size.classes, self.dtype)
+
+    @property
     def group(self) -> str:
         return f"{self.family} N={self.size.n} L={self.size.classes} {self.dtype}"
 
@@ -92,9 +113,9 @@ def plan(
     sizes = list(sizes or GRIDS[grid])
     dtypes = list(dtypes or DTYPES)
     for dtype in dtypes:
-        if dtype not in DTYPES:
+        if dtype not in ALL_DTYPES:
             raise SoftgradError(
-                f"unsupported dtype `{dtype}`, expected one of: {', '.join(DTYPES)}"
+                f"unsupported dtype `{dtype}`, expected one of: {', '.join(ALL_DTYPES)}"
             )
     known = {b.name for b in impls.backends()}
     for name in backends or ():
@@ -113,11 +134,37 @@ def plan(
     return cases
 
 
+def reference_check_memory(case: Case) -> int:
+    """Estimate the bytes the reference check allocates beside the inputs.
+
+    The backend's result stays alive while the float64 oracle works in
+    longdouble: at most four longdouble arrays, one float64 array and two
+    longdouble values per row at a time (64 bytes per element where longdouble
+    has 16, traced with tracemalloc at 1000 x 1000 for CCE with class indices).
+    """
+    longdouble = np.dtype(np.longdouble).itemsize
+    per_element = impls.itemsize(case.dtype) + 4 * longdouble + 8
+    return case.size.n * (case.size.classes * per_element + 2 * longdouble)
+
+
 def memory_need(case: Case) -> int:
     """Estimate the bytes a call needs: its inputs plus what it allocates."""
     backend = impls.get(case.family, case.backend)
-    inputs = 2 * case.size.n * case.size.classes * np.dtype(case.dtype).itemsize
+    inputs = 2 * case.size.n * case.size.classes * impls.itemsize(case.dtype)
     return inputs + backend.memory(case.size.n, case.size.classes, case.dtype)
+
+
+def host_memory_need(case: Case) -> int:
+    """Estimate the host bytes a case needs at its peak.
+
+    That is its inputs, plus the larger of what the reference check allocates
+    and, for a CPU backend, what the call allocates.
+    """
+    inputs = 2 * case.size.n * case.size.classes * impls.itemsize(case.dtype)
+    check = inputs + reference_check_memory(case)
+    if impls.get(case.family, case.backend).device != "cpu":
+        return check
+    return max(memory_need(case), check)
 
 
 def check_static(case: Case, memory_limit: int) -> None:
@@ -127,10 +174,22 @@ def check_static(case: Case, memory_limit: int) -> None:
         raise Skip(backend.reason)
     if case.dtype not in backend.dtypes:
         raise Skip(f"{case.dtype} is not supported by {backend.name}")
+    try:
+        numpy_dtype(case.dtype)
+    except ImportError as error:
+        raise Skip(str(error)) from None
+    # A GPU backend's inputs and buffers live in the device's memory, not the host's.
+    device_free = backend.memory_available()
     need = memory_need(case)
-    if need > memory_limit:
+    if device_free is not None and need > device_free:
         raise Skip(
-            f"needs {format_bytes(need)}, limit {format_bytes(memory_limit)}"
+            f"needs {format_bytes(need)} of device memory, "
+            f"{format_bytes(device_free)} free"
+        )
+    host_need = host_memory_need(case)
+    if host_need > memory_limit:
+        raise Skip(
+            f"needs {format_bytes(host_need)}, limit {format_bytes(memory_limit)}"
         )
 
 
@@ -215,6 +274,14 @@ def predict_seconds(backend, arrays, time_budget_s: float = float("inf")) -> flo
         rows = min(n, 4 * rows)
 
 
+def reference_inputs(arrays) -> tuple:
+    """Widen float16 and bfloat16 arrays to float32, exactly, for the float64 oracle."""
+    return tuple(
+        array.astype(np.float32) if str(array.dtype) in HALF_DTYPES else array
+        for array in arrays
+    )
+
+
 def relative_error(result: np.ndarray, expected: np.ndarray) -> float:
     """Return max |result - expected| / max |expected|, in float64."""
     scale = np.abs(expected).max()
@@ -270,7 +337,7 @@ def prepare(
     native = backend.convert(*arrays)
     convert_s = time.perf_counter() - start
 
-    expected = impls.reference(case.family)(*arrays)
+    expected = impls.reference(case.family)(*reference_inputs(arrays))
     result = backend.to_numpy(backend.call_native(*native))
     error = relative_error(result, expected)
     tolerance = TOLERANCE[case.dtype]

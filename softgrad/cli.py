@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,6 +50,8 @@ def _split(text: str | None) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softgrad",
+        # Exact option names, so that the command stored with results reruns as is.
+        allow_abbrev=False,
         description="Measure every practical way to compute the softmax gradient "
         "and the fused softmax + cross-entropy gradient.",
     )
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="check every backend, time the grid, write the summary and report",
+        allow_abbrev=False,
     )
     run.add_argument("--families", help="comma-separated families (default: all)")
     run.add_argument(
@@ -111,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum timed rounds per case (default: %(default)s)",
     )
     run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RAW_JSON",
+        help="finish an interrupted run: time only the cases this raw results file "
+        "has not timed, and write them together with its timings",
+    )
+    run.add_argument(
         "--threads",
         type=int,
         help="threads for every backend: BLAS, numba, PyTorch and XLA "
@@ -123,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     report = commands.add_parser(
-        "report", help="rebuild summary and report from saved results, timing nothing"
+        "report",
+        help="rebuild summary and report from saved results, timing nothing",
+        allow_abbrev=False,
     )
     report.add_argument("files", nargs="+", type=Path, help="raw results JSON files")
     report.add_argument(
@@ -204,17 +220,9 @@ def _writable_folder(folder: Path) -> Path:
 
 def write_json_atomically(data: dict, path: Path) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
-    handle = tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}-", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            json.dump(data, handle, indent=1)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    from softgrad.summary import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 class ProgressPlugin:
@@ -248,8 +256,12 @@ class ProgressPlugin:
             self.progress.advance(self.task)
 
     def pytest_sessionfinish(self, session, exitstatus):
+        from pytest import ExitCode
+
         if self.task is not None:
-            self.progress.update(self.task, description="done")
+            done = exitstatus != ExitCode.INTERRUPTED
+            description = "done" if done else "interrupted"
+            self.progress.update(self.task, description=description)
         self.progress.stop()
 
 
@@ -276,7 +288,9 @@ def _pytest_arguments(options, raw_path: Path) -> list[str]:
         str(REPOSITORY / "pyproject.toml"),
         "-p",
         "no:cacheprovider",
-        "-q",
+        "-p",
+        "no:hypothesispytest",  # the tests' property-based testing, 2 s to import
+        "-v",  # one line per case in the log, written as each case ends
         "--benchmark-only",
         f"--benchmark-json={raw_path}",
         f"--benchmark-max-time={0.02 if options.quick else options.max_time}",
@@ -292,11 +306,16 @@ def _pytest_arguments(options, raw_path: Path) -> list[str]:
             arguments.append(f"--softgrad-{name}={value}")
     if options.memory_limit_gib is not None:
         arguments.append(f"--softgrad-memory-limit-gib={options.memory_limit_gib}")
+    if options.resume is not None:
+        arguments.append(f"--softgrad-resume={options.resume}")
     return arguments
 
 
-def _validate_run_options(options) -> None:
-    """Check every option before anything runs, so a typo costs no time."""
+def _validate_run_options(options) -> list:
+    """Check every option before anything runs, so a typo costs no time.
+
+    Returns the planned cases.
+    """
     from softgrad import cases
     from softgrad.grid import parse_size
 
@@ -331,12 +350,163 @@ def _validate_run_options(options) -> None:
             f"`--threads` must be from 1 to {max_threads()}, the cores numba sees, "
             f"got {options.threads}"
         )
+    return planned
+
+
+def _memory_limit(options) -> int:
+    from softgrad.cases import default_memory_limit
+
+    if options.memory_limit_gib is None:
+        return default_memory_limit()
+    return int(options.memory_limit_gib * 2**30)
+
+
+def _check_something_runs(cases: list, memory_limit: int) -> None:
+    """Raise CommandError when a guard would skip every case before running it."""
+    from softgrad.cases import Skip, check_static
+
+    reasons = []
+    for case in cases:
+        try:
+            check_static(case, memory_limit)
+        except Skip as reason:
+            reasons.append(f"{case.backend} at {case.size} {case.dtype}: {reason}")
+        else:
+            return
+    more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+    raise CommandError(
+        f"every selected case would be skipped, so nothing would be timed: "
+        f"{reasons[0]}{more}; raise --memory-limit-gib, choose smaller --sizes "
+        f"or other --backends"
+    )
+
+
+class _Signals:
+    """Turns SIGTERM into KeyboardInterrupt, as Ctrl-C is, and remembers the signal."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous = None
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave SIGTERM as it is
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def exit_status(self) -> int:
+        """Return the exit status of a command stopped by the signal: 128 + number."""
+        return 128 + (self.received or signal.SIGINT)
+
+
+class _SweepRecorder:
+    """Keeps softgrad's pytest plugin, to read its cases after the session."""
+
+    def __init__(self):
+        self.sweep = None
+
+    def pytest_sessionstart(self, session):
+        self.sweep = session.config.pluginmanager.get_plugin("softgrad-sweep")
+
+
+def _untimed_results(sweep) -> dict | None:
+    """Return results JSON for a session that timed nothing, or None if it ran nothing.
+
+    pytest-benchmark writes no file when no case was timed, but the skipped
+    and failed cases are worth keeping.
+    """
+    from pytest_benchmark import __version__ as benchmark_version
+
+    if sweep is None or not (sweep.skipped or sweep.failed):
+        return None
+    return {
+        "machine_info": None,
+        "commit_info": None,
+        "benchmarks": [],
+        "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "version": benchmark_version,
+        "softgrad": sweep.section(),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunFiles:
+    """The files of one run, named after its start time and process id."""
+
+    results: Path
+    raw: Path
+    partial: Path  # what pytest-benchmark writes, before softgrad adds to it
+    log: Path
+
+    @classmethod
+    def create(cls, results: Path) -> _RunFiles:
+        results = _writable_folder(results)
+        raw_folder = _writable_folder(results / "raw")
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        raw = raw_folder / f"run-{stamp}-{os.getpid()}.json"
+        partial = raw_folder / f".{raw.name}.partial"
+        return cls(results, raw, partial, raw.with_suffix(".log"))
+
+
+def _previous_run(options, machine_info: dict):
+    """Read the results file of --resume, if given, and check it suits this run."""
+    from softgrad import resume
+    from softgrad.cases import SoftgradError
+
+    if options.resume is None:
+        return None
+    try:
+        previous = resume.read_previous(options.resume)
+        resume.check_same_machine(previous, machine_info)
+    except SoftgradError as error:
+        raise CommandError(str(error)) from None
+    return previous
+
+
+def _sweep(options, files: _RunFiles, console: Console) -> tuple[int, object, _Signals]:
+    """Time the cases with pytest-benchmark; return its exit status and the sweep."""
+    import pytest
+
+    recorder = _SweepRecorder()
+    plugins = [ProgressPlugin(console), recorder]
+    # pytest's own output goes to the log, so the terminal shows only the progress.
+    with (
+        _Signals() as signals,
+        open(files.log, "w", buffering=1) as log_file,
+        contextlib.redirect_stdout(log_file),
+        contextlib.redirect_stderr(log_file),
+    ):
+        arguments = _pytest_arguments(options, files.partial)
+        exit_code = pytest.main(arguments, plugins=plugins)
+    return int(exit_code), recorder.sweep, signals
+
+
+def _sweep_results(files: _RunFiles, sweep) -> dict | None:
+    """Return the results JSON of the sweep, or None when it ended before any case."""
+    if not files.partial.exists():
+        return _untimed_results(sweep)
+    try:
+        return json.loads(files.partial.read_text())
+    except ValueError as error:
+        raise CommandError(
+            f"pytest-benchmark's results `{files.partial}` cannot be read "
+            f"({error}); see {files.log}"
+        ) from None
 
 
 def command_run(options, console: Console) -> int:
-    import pytest
+    from pytest import ExitCode
 
-    from softgrad import machine
+    from softgrad import gpu_probe, machine, resume
 
     if not BENCHMARK_DIR.is_dir():
         raise CommandError(
@@ -344,53 +514,80 @@ def command_run(options, console: Console) -> int:
             f"not found at {BENCHMARK_DIR}; install with `pip install -e .` "
             f"from a clone of the repository"
         )
-    _validate_run_options(options)
-    results = _writable_folder(options.results)
-    raw_folder = _writable_folder(results / "raw")
-
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    raw_path = raw_folder / f"run-{stamp}-{os.getpid()}.json"
-    partial_path = raw_folder / f".{raw_path.name}.partial"
-    log_path = results / "pytest.log"
-
+    planned = _validate_run_options(options)
     from softgrad.threads import set_threads
 
     # Before the probe, so that it reports the thread counts the backends run with.
     set_threads(_thread_count(options))
     machine_info = machine.probe()
+    # The GPU's fields sit beside the CPU's; without a device only `gpu_reason` does.
+    machine_info.update(gpu_probe.probe())
+    previous = _previous_run(options, machine_info)
+    remaining = [c for c in planned if not previous or c.key not in previous.timed]
+    if not remaining:
+        message = f"every selected case is already timed in {options.resume}"
+        console.print(message, soft_wrap=True)
+        return 0
+    _check_something_runs(remaining, _memory_limit(options))
+    files = _RunFiles.create(options.results)
+
     if os.environ.get(REEXEC_MARK):
         machine_info["cleared_environment"] = os.environ[REEXEC_MARK]
     console.print(_machine_line(machine_info))
-
-    plugin = ProgressPlugin(console)
-    # pytest's own output goes to the log, so the terminal shows only the progress.
-    with (
-        open(log_path, "w") as log_file,
-        contextlib.redirect_stdout(log_file),
-        contextlib.redirect_stderr(log_file),
-    ):
-        exit_code = pytest.main(_pytest_arguments(options, partial_path), plugins=[plugin])
-
-    if not partial_path.exists():
-        raise CommandError(
-            f"pytest-benchmark wrote no results (pytest exit status {int(exit_code)}); "
-            f"see {log_path}"
-        )
-    data = json.loads(partial_path.read_text())
-    data.setdefault("softgrad", {})["machine"] = machine_info
-    data["softgrad"]["command"] = " ".join(["softgrad", *sys.argv[1:]])
-    write_json_atomically(data, raw_path)
-    partial_path.unlink()
-    console.print(f"raw results: {raw_path}")
-
-    status = _publish([raw_path], results, console)
-    if int(exit_code) not in (0, 5):
+    if previous is not None:
         console.print(
-            f"[red]pytest exit status {int(exit_code)}: some cases failed; "
-            f"see {log_path}[/red]"
+            f"resuming {previous.path}: {len(previous.timed)} cases timed there, "
+            f"{len(remaining)} left",
+            soft_wrap=True,
+        )
+
+    exit_code, sweep, signals = _sweep(options, files, console)
+    interrupted = exit_code == ExitCode.INTERRUPTED
+    data = _sweep_results(files, sweep)
+    if data is None and interrupted:
+        console.print("[red]interrupted before any case ended; nothing saved[/red]")
+        return signals.exit_status()
+    if data is None:
+        raise CommandError(
+            f"pytest-benchmark wrote no results (pytest exit status {exit_code}); "
+            f"see {files.log}"
+        )
+    data["softgrad"]["machine"] = machine_info
+    data["softgrad"]["command"] = shlex.join(["softgrad", *options.argv])
+    if previous is not None:
+        data = resume.merge(data, previous, [case.key for case in planned])
+    write_json_atomically(data, files.raw)
+    files.partial.unlink(missing_ok=True)
+    console.print(f"raw results: {files.raw}", soft_wrap=True)
+
+    status = _publish_run(files.raw, files.results, console)
+    if interrupted:
+        _print_resume_hint(options, files.raw, data, planned, console)
+        return signals.exit_status()
+    if exit_code not in (ExitCode.OK, ExitCode.NO_TESTS_COLLECTED):
+        console.print(
+            f"[red]pytest exit status {exit_code}: some cases failed; "
+            f"see {files.log}[/red]"
         )
         return 1
+    if not data["benchmarks"]:
+        console.print("[red]no case was timed[/red]")
+        return 1
     return status
+
+
+def _print_resume_hint(options, raw: Path, data: dict, planned, console) -> None:
+    from softgrad import resume
+
+    done = resume.cases_in(data) & {case.key for case in planned}
+    # soft_wrap keeps the path and the command on one line each, to copy them.
+    console.print(
+        f"[red]interrupted: {len(done)} of {len(planned)} cases done and saved "
+        f"in {raw}[/red]",
+        soft_wrap=True,
+    )
+    command = resume.resume_command(options.argv, raw)
+    console.print(f"to finish the run: {command}", soft_wrap=True, markup=False)
 
 
 def _machine_line(info: dict) -> str:
@@ -401,35 +598,74 @@ def _machine_line(info: dict) -> str:
     )
 
 
-def _publish(paths: list[Path], results: Path, console: Console) -> int:
-    """Build the summary, tables and report from raw files; return an exit status."""
-    from softgrad import report, summary
+def _load_table(paths: list[Path]):
+    from softgrad import summary
 
     try:
-        timings, skipped, runs = summary.load_results(paths)
+        timings, not_timed, _ = summary.load_results(paths)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    table = summary.summarize(timings)
-    summary.write_summary(table, results)
+    return summary.summarize(timings), not_timed
+
+
+def _print_outcome(table, not_timed, console: Console) -> int:
+    """Print the table and each failed case; return 1 if a case failed, else 0."""
+    from softgrad import summary
+
     summary.print_table(table, console)
-    report_path = results / "report.html"
-    report.write_report(table, skipped, runs, report_path)
+    skipped = not_timed[not_timed["status"] == "skipped"]
+    failed = not_timed[not_timed["status"] == "failed"]
     if len(skipped):
         console.print(f"{len(skipped)} cases skipped; the report lists each reason")
-    console.print(f"summary: {results / 'summary.md'}, {results / 'summary.csv'}")
-    console.print(f"report: {report_path}")
-    failed = skipped[skipped["status"] == "failed"] if "status" in skipped else []
-    for row in getattr(failed, "itertuples", lambda: [])():
+    for row in failed.itertuples():
         console.print(f"[red]failed: {row.family}/{row.backend}: {row.reason}[/red]")
     return 1 if len(failed) else 0
 
 
+def _print_published(published, console: Console) -> None:
+    csv_path, markdown_path = published.summary_paths
+    # soft_wrap keeps each path on one line, to copy it.
+    console.print(f"summary: {markdown_path}, {csv_path}", soft_wrap=True)
+    console.print(f"report: {published.report_path}", soft_wrap=True)
+
+
+def _publish_run(raw_path: Path, results: Path, console: Console) -> int:
+    """Print this run's table, then rebuild the folder's summary from every raw file."""
+    from softgrad import publish
+
+    status = _print_outcome(*_load_table([raw_path]), console)
+    with publish.lock(results):
+        sources, problems = publish.readable_files(publish.raw_files(raw_path.parent))
+        for problem in problems:
+            message = f"[yellow]left out of the summary: {escape(problem)}[/yellow]"
+            console.print(message, soft_wrap=True)
+        published = publish.publish(sources, results)
+    if len(sources) > 1:
+        console.print(
+            f"the summary and report merge the {len(sources)} raw files in "
+            f"{raw_path.parent}; where two timed the same case, the later one wins"
+        )
+    _print_published(published, console)
+    return status
+
+
 def command_report(options, console: Console) -> int:
+    from softgrad import publish
+    from softgrad.summary import ResultsFileError
+
     for path in options.files:
         if not path.is_file():
             raise CommandError(f"results file `{path}` not found")
+    _load_table(list(options.files))  # rejects a bad file before anything is written
     results = _writable_folder(options.results)
-    return _publish(list(options.files), results, console)
+    with publish.lock(results):
+        try:
+            published = publish.publish(list(options.files), results)
+        except ResultsFileError as error:
+            raise CommandError(str(error)) from None
+    status = _print_outcome(published.table, published.not_timed, console)
+    _print_published(published, console)
+    return status
 
 
 def command_list(options, console: Console) -> int:
@@ -439,7 +675,7 @@ def command_list(options, console: Console) -> int:
         arguments = ", ".join(impls.ARGUMENTS[family])
         table = Table(title=f"{family}({arguments})", title_justify="left")
         table.add_column("backend", no_wrap=True)
-        table.add_column("available")
+        table.add_column("available")  # wraps, because reasons can be long
         table.add_column("dtypes")
         table.add_column("description")
         for backend in impls.backends(family):
@@ -546,6 +782,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
+    options.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if options.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

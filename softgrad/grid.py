@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+import impls
+
 TEXTBOOK = 3  # the three-class example of the textbook derivation
 MNIST = 10  # also CIFAR-10
 CIFAR100 = 100
@@ -21,7 +23,10 @@ IMAGENET = 1000
 GPT2 = 50257  # GPT-2's vocabulary
 LLAMA3 = 128256  # Llama 3's vocabulary
 
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32")  # the default sweep
+# Only GPU backends take these, so a sweep includes them only on request.
+HALF_DTYPES = ("float16", "bfloat16")
+ALL_DTYPES = DTYPES + HALF_DTYPES
 SEED = 20261204
 
 # Input distributions of the logits. "normal" is 3 times a standard normal,
@@ -106,6 +111,24 @@ def parse_size(text: str) -> Size:
     return Size(n, classes)
 
 
+def numpy_dtype(dtype) -> np.dtype:
+    """Return the numpy dtype of `dtype`; bfloat16 is ml_dtypes' extension type.
+
+    Raises ImportError, naming the package, when bfloat16 is asked for without
+    ml_dtypes.
+    """
+    if str(dtype) != "bfloat16":
+        return np.dtype(dtype)
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(
+            "bfloat16 inputs need the ml_dtypes package, which is not installed: "
+            "pip install ml_dtypes"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 def _generator(size: Size, seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, size.n, size.classes]))
 
@@ -126,7 +149,8 @@ def make_logits(
     if distribution == "large":
         return _large(size, seed).astype(dtype)
     rng = _generator(size, seed)
-    return (3.0 * rng.standard_normal((size.n, size.classes))).astype(dtype)
+    logits = 3.0 * rng.standard_normal((size.n, size.classes))
+    return logits.astype(numpy_dtype(dtype))
 
 
 def _check_distribution(distribution: str) -> None:
@@ -248,6 +272,7 @@ def make_inputs(
     the top class as often as the trained network's do.
     """
     rng = _generator(size, seed + 1)
+    dtype = numpy_dtype(dtype)
     labels = rng.integers(0, size.classes, size=size.n)
     if distribution == "peaked":
         logits, labels = _peaked(size, seed)
@@ -270,8 +295,7 @@ def make_inputs(
 
 def bytes_moved(family: str, size: Size, dtype) -> int:
     """Return the bytes a call must read and write at least: inputs once, output once."""
-    itemsize = np.dtype(dtype).itemsize
-    matrix = size.n * size.classes * itemsize
+    matrix = size.n * size.classes * impls.itemsize(dtype)
     if family == "softmax_backward":
         return 3 * matrix
     return 2 * matrix + size.n * np.dtype(np.int64).itemsize

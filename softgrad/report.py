@@ -29,6 +29,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 import impls
 import softgrad
+from softgrad import gpu_probe
 from softgrad.cases import format_bytes
 from softgrad.grid import DTYPES
 from softgrad.machine import describe_pool
@@ -437,6 +438,8 @@ def machine_facts(machine: dict) -> list[tuple[str, str]]:
             else f"{numba_threads}" + (f" ({layer} threading layer)" if layer else ""),
         ),
     ]
+    if any(key.startswith("gpu_") for key in machine):
+        facts.append(("GPU", gpu_probe.describe(machine)))
     environment = machine.get("environment") or {}
     facts += [(name, value) for name, value in environment.items() if value]
     return facts
@@ -495,6 +498,8 @@ def _run_facts(run: dict) -> list[tuple[str, str]]:
         ("commit", commit_text),
         ("memory limit", format_bytes(limit) if limit else MISSING),
         ("time budget", f"{budget:g} s per call" if budget else MISSING),
+        ("interrupted", "yes" if run.get("interrupted") else "no"),
+        ("resumed from", ", ".join(run.get("resumed_from") or []) or MISSING),
     ]
 
 

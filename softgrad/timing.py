@@ -14,6 +14,7 @@ import sys
 import numba
 import pytest
 
+import softgrad
 from softgrad import cases as sweep_cases
 from softgrad.threads import set_threads, thread_counts
 from softgrad.grid import SMOKE_SIZE, parse_size
@@ -33,6 +34,11 @@ def add_options(parser) -> None:
     group.addoption("--softgrad-dtypes", default="", help="comma-separated dtypes (default: float64,float32)")
     group.addoption("--softgrad-memory-limit-gib", type=float, default=None, help="memory limit per call in GiB (default: a quarter of physical memory)")
     group.addoption("--softgrad-time-budget", type=float, default=sweep_cases.DEFAULT_TIME_BUDGET_S, help="predicted seconds per call past which a case is skipped")
+    group.addoption(
+        "--softgrad-resume",
+        default="",
+        help="raw results JSON of an earlier run: its timed cases are not run again",
+    )
     group.addoption(
         "--softgrad-threads",
         type=int,
@@ -73,6 +79,20 @@ class SweepPlugin:
         self.failed: list[dict] = []
         self.mismatched: set[tuple[str, str]] = set()
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        self.already_timed = self._timed_in(config.getoption("softgrad_resume"))
+        self.planned = 0  # cases collected
+        self.completed: set[str] = set()  # node ids of the cases timed to the end
+        self.interrupted = False
+
+    @staticmethod
+    def _timed_in(path: str) -> set[tuple]:
+        """Return the (family, backend, n, classes, dtype) of each case `path` timed."""
+        if not path:
+            return set()
+        from softgrad.summary import CASE_KEY, read_results  # summary imports this
+
+        timed, _, _ = read_results(path)
+        return {tuple(row[key] for key in CASE_KEY) for row in timed}
 
     def cases_for(self, family: str) -> list[sweep_cases.Case]:
         option = self.config.getoption
@@ -82,13 +102,14 @@ class SweepPlugin:
         sizes = [parse_size(text) for text in _split(option("softgrad_sizes"))]
         if not self.timing and not sizes:
             sizes = [SMOKE_SIZE]
-        return sweep_cases.plan(
+        planned = sweep_cases.plan(
             grid=option("softgrad_grid"),
             families=[family],
             backends=_split(option("softgrad_backends")),
             sizes=sizes,
             dtypes=_split(option("softgrad_dtypes")),
         )
+        return [case for case in planned if case.key not in self.already_timed]
 
     def run(self, benchmark, case: sweep_cases.Case) -> None:
         """Prepare, check and time one case."""
@@ -112,6 +133,7 @@ class SweepPlugin:
             dtype=case.dtype,
             baseline=backend.baseline,
             jacobian=backend.jacobian,
+            device=backend.device,
             compile_s=prepared.compile_s,
             jit_compile_s=prepared.jit_compile_s,
             convert_s=prepared.convert_s,
@@ -131,14 +153,21 @@ class SweepPlugin:
         else:
             benchmark(backend.call_native, *prepared.native)
 
+    def pytest_collection_finish(self, session):
+        self.planned = sum(_case_of(item) is not None for item in session.items)
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec else None
-        if not isinstance(case, sweep_cases.Case):
+        case = _case_of(item)
+        if case is None:
             return
+        if report.when == "call" and report.passed:
+            self.completed.add(item.nodeid)
         entry = {
             "family": case.family,
             "backend": case.backend,
@@ -153,14 +182,33 @@ class SweepPlugin:
             message = str(call.excinfo.value) if call.excinfo else report.longreprtext
             self.failed.append({**entry, "reason": message})
 
-    def pytest_benchmark_update_json(self, config, benchmarks, output_json):
-        output_json["softgrad"] = {
+    def section(self) -> dict:
+        """Return the results file's `softgrad` section: the run and untimed cases."""
+        return {
             "schema_version": SCHEMA_VERSION,
+            "softgrad_version": softgrad.__version__,
             "started": self.started,
             "command": " ".join(sys.argv),
             "memory_limit": self.memory_limit,
             "time_budget_s": self.time_budget,
             "threads": {"requested": self.threads, **thread_counts()},
+            "planned": self.planned,
+            "interrupted": self.interrupted,
             "skipped": self.skipped,
             "failed": self.failed,
         }
+
+    def pytest_benchmark_update_json(self, config, benchmarks, output_json):
+        # A case stopped by Ctrl-C has the rounds timed so far: too few to keep.
+        output_json["benchmarks"] = [
+            entry
+            for entry in output_json["benchmarks"]
+            if entry.get("fullname") in self.completed
+        ]
+        output_json["softgrad"] = self.section()
+
+
+def _case_of(item) -> sweep_cases.Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec else None
+    return case if isinstance(case, sweep_cases.Case) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+import tracemalloc
 import types
 
 import numpy as np
@@ -21,9 +22,11 @@ from softgrad.cases import (
     SoftgradError,
     check_static,
     format_bytes,
+    host_memory_need,
     memory_need,
     plan,
     prepare,
+    reference_check_memory,
     relative_error,
     validate_inputs,
 )
@@ -133,7 +136,7 @@ def test_plan_filters_size_and_dtype():
     [
         ({"families": ["softmax_forward"]}, "`softmax_forward`"),
         ({"backends": ["numpy_vjp", "cupy_vjp"]}, "`cupy_vjp`"),
-        ({"dtypes": ["float16"]}, "`float16`"),
+        ({"dtypes": ["float8"]}, "`float8`"),
         ({"grid": "huge"}, "`huge`"),
     ],
 )
@@ -196,6 +199,38 @@ def test_memory_need_by_hand():
     inputs = 2 * 100 * 30 * 4
     jacobians = (100 * 30 * 30 + 2 * 100 * 30) * 4
     assert memory_need(case) == inputs + jacobians
+
+
+def test_host_memory_need_counts_reference_check():
+    """A Jacobian-free case needs what the float64 reference check allocates."""
+    case = Case("softmax_backward", "numpy_vjp", Size(100, 30), "float32")
+
+    inputs = 2 * 100 * 30 * 4
+    longdouble = np.dtype(np.longdouble).itemsize
+    # The float32 result, four longdouble arrays and a float64 one, and per row
+    # two longdouble values.
+    check = 100 * 30 * (4 + 4 * longdouble + 8) + 100 * 2 * longdouble
+    assert host_memory_need(case) == inputs + check
+
+
+@pytest.mark.parametrize("family", impls.FAMILIES)
+def test_reference_check_memory_covers_peak(family):
+    """The reference check's traced peak stays within its estimate."""
+    size = Size(300, 200)
+    arrays = make_inputs(family, size, "float64")
+    backend = next(b for b in impls.backends(family) if not b.jacobian)
+    result = backend(*arrays)
+
+    tracemalloc.start()
+    try:
+        relative_error(result, impls.reference(family)(*arrays))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    estimate = reference_check_memory(Case(family, backend.name, size, "float64"))
+    result_bytes = result.nbytes  # allocated before the trace started
+    assert peak <= estimate - result_bytes
 
 
 def test_memory_limit_of_one_byte_skips_everything():

@@ -195,3 +195,34 @@ def test_output_for_names_expected_shape_and_dtype():
     assert "`out`" in message
     assert "(3, 2) and dtype float32" in message
     assert "(2, 3) and dtype float64" in message
+
+
+def test_output_for_accepts_allowed_alias():
+    """`out` may be an input named in `may_alias`, the very same array."""
+    dvalues = np.ones((3, 4))
+
+    out = output_for(dvalues, dvalues, {"dvalues": dvalues}, may_alias=("dvalues",))
+
+    assert out is dvalues
+
+
+def test_output_for_rejects_alias_not_allowed():
+    """`out` may not be an input left out of `may_alias`."""
+    probs, dvalues = np.ones((3, 4)), np.ones((3, 4))
+    inputs = {"probs": probs, "dvalues": dvalues}
+
+    with pytest.raises(InputError, match="`out` overlaps `probs`; pass a separate"):
+        output_for(probs, probs, inputs, may_alias=("dvalues",))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [lambda a: a[::-1], lambda a: a.T, lambda a: a[:, ::-1]],
+    ids=["rows_reversed", "transposed", "columns_reversed"],
+)
+def test_output_for_rejects_other_view_of_allowed(view):
+    """Another view of an aliasable input's memory is rejected, naming the input."""
+    dvalues = np.ones((3, 3))
+
+    with pytest.raises(InputError, match="without being the same array"):
+        output_for(view(dvalues), dvalues, {"dvalues": dvalues}, may_alias=("dvalues",))

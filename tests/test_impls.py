@@ -11,7 +11,7 @@ import pytest
 
 import impls
 from softgrad.cases import TOLERANCE
-from softgrad.grid import Size, make_inputs, make_logits, softmax64
+from softgrad.grid import ALL_DTYPES, Size, make_inputs, make_logits, softmax64
 
 DTYPES = ("float32", "float64")
 SHAPES = (Size(1, 7), Size(6, 1), Size(5, 3), Size(37, 23))
@@ -231,8 +231,12 @@ def test_out_receives_result(backend, kind, dtype, layout):
 
 
 def _bad_outputs(family, arrays):
-    """Yield (fault, out) pairs that every backend of `family` must reject."""
-    first, second = arrays
+    """Yield (fault, out) pairs that every backend of `family` must reject.
+
+    An `out` that is an input itself is allowed by some backends and not by
+    others, so tests/test_contract.py checks overlaps against each registry entry.
+    """
+    first = arrays[0]
     read_only = np.empty_like(first)
     read_only.flags.writeable = False
     yield "shape", np.empty((first.shape[0], first.shape[1] + 1), first.dtype)
@@ -240,22 +244,9 @@ def _bad_outputs(family, arrays):
     yield "dtype", np.empty(first.shape, np.float32)
     yield "read_only", read_only
     yield "list", first.tolist()
-    yield "overlaps_first", first
-    yield "overlaps_first_reversed", first[::-1]
-    if second.ndim == 2:
-        yield "overlaps_second", second
 
 
-OUT_FAULTS = (
-    "shape",
-    "transposed",
-    "dtype",
-    "read_only",
-    "list",
-    "overlaps_first",
-    "overlaps_first_reversed",
-    "overlaps_second",
-)
+OUT_FAULTS = ("shape", "transposed", "dtype", "read_only", "list")
 
 
 @pytest.mark.parametrize("fault", OUT_FAULTS)
@@ -266,8 +257,6 @@ def test_bad_out_rejected(backend, fault):
     kind = "one_hot" if backend.family in LABELLED else "none"
     arrays = inputs(backend.family, Size(4, 5), "float64", kind)
     bad = dict(_bad_outputs(backend.family, arrays))
-    if fault not in bad:
-        pytest.skip(f"{backend.family} has no second (N, L) argument to overlap")
 
     with pytest.raises(impls.InputError) as raised:
         backend(*arrays, out=bad[fault])
@@ -407,7 +396,7 @@ def test_registry_one_baseline(family):
 def test_registry_entry_complete(backend):
     """A backend has a description, known dtypes and a positive memory estimate."""
     assert backend.description.strip()
-    assert set(backend.dtypes) <= set(DTYPES)
+    assert set(backend.dtypes) <= set(ALL_DTYPES)
     assert backend.memory(1, 1, "float32") > 0
     assert backend.key == f"{backend.family}/{backend.name}"
 

@@ -255,3 +255,18 @@ def test_report_empty_summary(tmp_path):
     text = report.render_report(sm.summarize(timings), not_timed, runs)
     assert "No case was timed" in text
     assert "predicted 3.00 s per call, time budget 2 s" in text
+
+
+def test_report_interrupted_and_resumed_run(tmp_path):
+    """The run facts say whether a run was interrupted and which file it resumed."""
+    data = json.loads(HAND.read_text())
+    data["softgrad"]["interrupted"] = True
+    data["softgrad"]["resumed_from"] = ["results/raw/run-earlier.json"]
+    path = tmp_path / "resumed.json"
+    path.write_text(json.dumps(data))
+    timings, not_timed, runs = sm.load_results(path)
+
+    text = report.render_report(sm.summarize(timings), not_timed, runs)
+
+    assert "<th>interrupted</th><td>yes</td>" in text
+    assert "<th>resumed from</th><td>results/raw/run-earlier.json</td>" in text

@@ -192,6 +192,7 @@ def test_results_files_written(short_results, tmp_path):
     assert document["schema"] == train.SCHEMA
     assert len(document["runs"]) == len(short_results.runs)
     assert list(rows[0]) == [key for key, _ in train.COLUMNS]
+    # One row per backend: those trained, then those skipped with a reason.
     assert len(rows) == len(short_results.runs) + len(short_results.skipped)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv", "train.json"]
 
@@ -228,8 +229,7 @@ def test_section_html_has_row_per_backend(short_results):
     """The report section's table has one body row per backend, run or skipped."""
     section = train.train_section_html(short_results.to_dict())
     body = section.split("<tbody>")[1].split("</tbody>")[0]
-    rows = len(short_results.runs) + len(short_results.skipped)
-    assert body.count("<tr>") == rows
+    assert body.count("<tr>") == len(short_results.runs) + len(short_results.skipped)
 
 
 def test_cli_train_writes_files(tmp_path, capsys):
