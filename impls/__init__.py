@@ -197,7 +197,7 @@ class Backend:
         return with_options(*arrays, **options)
 
     def _call_adapter(self, *arrays, out=None, **options):
-        function, adapter = self._require()
+        adapter = self._require()[1]
         native = adapter.convert(arrays)
         if out is None:
             return adapter.to_numpy(self.call_native(*native, **options))

@@ -16,8 +16,8 @@ import pytest
 
 import softgrad
 from softgrad import cases as sweep_cases
-from softgrad.threads import set_threads, thread_counts
 from softgrad.grid import SMOKE_SIZE, parse_size
+from softgrad.threads import set_threads, thread_counts
 
 log = logging.getLogger(__name__)
 
