@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from impls._checks import DEVICE_DTYPE_NAMES, InputError
+from impls._checks import DEVICE_DTYPE_NAMES, InputError, output_for
+from impls._options import accepts_loss_options
 from impls.reference import REFERENCES
 
 FAMILIES = ("softmax_backward", "cce_softmax_backward", "cce_logits_backward")
@@ -80,6 +81,20 @@ def _autograd_cross_entropy(n, classes, itemsize):
     return 2 * _outputs(n, classes, itemsize) + n * itemsize
 
 
+def _autograd(n, classes, itemsize):
+    """log_softmax kept by the forward pass, the gradient it meets and the output."""
+    return 3 * n * classes * itemsize + n * itemsize
+
+
+def _jax_vector(n, classes, itemsize):
+    """The inputs copied into XLA buffers, and the output."""
+    return 3 * n * classes * itemsize + n * itemsize
+
+
+def _jax_autograd(n, classes, itemsize):
+    return n * classes * itemsize + _autograd(n, classes, itemsize)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One implementation of one family, loaded on first call."""
@@ -102,6 +117,10 @@ class Backend:
     # a row whose label class has probability 0 (or so small that 1 / s overflows)
     # comes out NaN or infinite, where the closed form (s - y) / N is finite.
     divides_by_probs: bool = False
+    peer: bool = False  # another library's implementation, timed for comparison
+    # Backends of the same family whose kernels this one also runs, by size:
+    # warming them up compiles every code path before timing.
+    compiles_with: tuple[str, ...] = ()
     # "module:object" with convert(arrays), finish(result) and to_numpy(result),
     # for backends whose native arrays are not numpy's (peers, GPUs); see Adapter.
     adapter: str | None = None
@@ -163,11 +182,35 @@ class Backend:
         return self._require()[1].to_numpy(result)
 
     def __call__(self, *arrays, **options):
-        """Compute the gradient of numpy inputs and return it as a numpy array."""
+        """Compute the gradient of numpy inputs and return it as a numpy array.
+
+        A backend with an adapter writes into `out=` where its library can, and
+        otherwise the result is copied into it. The cross-entropy options go to
+        the adapter's option_path, as accepts_loss_options does for numpy backends.
+        """
         function, adapter = self._require()
         if adapter is NUMPY_ADAPTER:
             return function(*arrays, **options)
-        return adapter.to_numpy(self.call_native(*self.convert(*arrays), **options))
+        if adapter.option_path is None:
+            return self._call_adapter(*arrays, **options)
+        with_options = accepts_loss_options(adapter.option_path)(self._call_adapter)
+        return with_options(*arrays, **options)
+
+    def _call_adapter(self, *arrays, out=None, **options):
+        adapter = self._require()[1]
+        native = adapter.convert(arrays)
+        if out is None:
+            return adapter.to_numpy(self.call_native(*native, **options))
+
+        checked = adapter.check(arrays)
+        output_for(out, checked[0], dict(zip(ARGUMENTS[self.family], checked)))
+        native_out = adapter.convert_out(out)
+        if native_out is not None:
+            options["out"] = native_out
+        result = adapter.to_numpy(self.call_native(*native, **options))
+        if not np.shares_memory(result, out):
+            np.copyto(out, result)
+        return out
 
 
 class Adapter:
@@ -177,15 +220,27 @@ class Adapter:
     convert (host to device, outside the timing), finish (synchronize, inside
     the timing) and to_numpy (device to host, for the reference check). A GPU
     backend also overrides memory_available, so the memory guard compares with
-    the device's free memory.
+    the device's free memory. A peer's check runs the shared input checks of
+    impls._checks on the numpy side, so that it rejects bad input alike.
     """
+
+    # For CCE families: option_path(scores, labels, options, *, out) on numpy
+    # arrays, which computes the gradient with the cross-entropy options.
+    option_path = None
 
     def unavailable_reason(self) -> str:
         """Return why the backend cannot run here (no device, say), or ""."""
         return ""
 
+    def check(self, arrays: tuple) -> tuple:
+        """Check numpy inputs and return them as the backend's checks leave them."""
+        return arrays
+
     def convert(self, arrays: tuple) -> tuple:
         return arrays
+
+    def convert_out(self, out: np.ndarray):
+        """Return a native array that shares `out`'s memory, or None if none can."""
 
     def finish(self, result):
         return result
@@ -267,6 +322,36 @@ _REGISTRY = (
         compiled=True,
     ),
     _entry(
+        _SOFTMAX,
+        "numba_auto",
+        "impls.numba_kernels:numba_auto",
+        "Jacobian-free numba kernel, serial or parallel by size",
+        requires="numba",
+        compiled=True,
+        compiles_with=("numba_serial", "numba_parallel"),
+    ),
+    _entry(
+        _SOFTMAX,
+        "torch",
+        "impls.peers:torch_softmax_backward",
+        "PyTorch: torch.ops.aten._softmax_backward_data",
+        requires="torch",
+        adapter="impls.peers:TORCH_SOFTMAX",
+        memory_model=_vector,
+        peer=True,
+    ),
+    _entry(
+        _SOFTMAX,
+        "jax",
+        "impls.peers:jax_softmax_backward",
+        "JAX: jax.vjp of jax.nn.softmax, jitted; the forward pass runs before timing",
+        requires="jax",
+        adapter="impls.peers:JAX_SOFTMAX",
+        memory_model=_jax_vector,
+        peer=True,
+        compiled=True,
+    ),
+    _entry(
         _CCE,
         "composed_looped",
         "impls.cce:composed_looped",
@@ -302,6 +387,44 @@ _REGISTRY = (
         compiled=True,
     ),
     _entry(
+        _CCE,
+        "fused_numba_parallel",
+        "impls.numba_kernels:fused_numba_parallel",
+        "closed form (s - onehot) / N, numba kernel with rows spread over threads",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _CCE,
+        "fused_numba_auto",
+        "impls.numba_kernels:fused_numba_auto",
+        "closed form (s - onehot) / N in numba, serial or parallel by size",
+        requires="numba",
+        compiled=True,
+        compiles_with=("fused_numba", "fused_numba_parallel"),
+    ),
+    _entry(
+        _CCE,
+        "torch",
+        "impls.peers:torch_fused",
+        "PyTorch: (probs - onehot) / N in tensor operations (torch has no operator)",
+        requires="torch",
+        adapter="impls.peers:TORCH_PROBS",
+        memory_model=_vector,
+        peer=True,
+    ),
+    _entry(
+        _CCE,
+        "jax",
+        "impls.peers:jax_fused",
+        "JAX: (probs - onehot) / N, jitted into one XLA loop",
+        requires="jax",
+        adapter="impls.peers:JAX_PROBS",
+        memory_model=_jax_vector,
+        peer=True,
+        compiled=True,
+    ),
+    _entry(
         _LOGITS,
         "composed_looped",
         "impls.cce:composed_looped_logits",
@@ -323,8 +446,54 @@ _REGISTRY = (
         _LOGITS,
         "logits_numba",
         "impls.numba_kernels:logits_numba",
-        "stable softmax and (s - onehot) / N in one numba kernel",
+        "stable softmax and (s - onehot) / N in one numba kernel, vectorized exp",
         requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba_parallel",
+        "impls.numba_kernels:logits_numba_parallel",
+        "the logits_numba kernel with rows spread over threads",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba_auto",
+        "impls.numba_kernels:logits_numba_auto",
+        "the logits_numba kernel, serial or parallel by size",
+        requires="numba",
+        compiled=True,
+        compiles_with=("logits_numba", "logits_numba_parallel"),
+    ),
+    _entry(
+        _LOGITS,
+        "logits_numba_libm",
+        "impls.numba_kernels:logits_numba_libm",
+        "the logits_numba kernel with numba's scalar max and np.exp, for comparison",
+        requires="numba",
+        compiled=True,
+    ),
+    _entry(
+        _LOGITS,
+        "torch",
+        "impls.peers:torch_cross_entropy",
+        "PyTorch: cross_entropy forward and autograd backward",
+        requires="torch",
+        adapter="impls.peers:TORCH_LOGITS",
+        memory_model=_autograd,
+        peer=True,
+    ),
+    _entry(
+        _LOGITS,
+        "jax",
+        "impls.peers:jax_cross_entropy",
+        "JAX: jax.grad of the mean softmax cross-entropy, jitted",
+        requires="jax",
+        adapter="impls.peers:JAX_LOGITS",
+        memory_model=_jax_autograd,
+        peer=True,
         compiled=True,
     ),
     # GPU backends. CuPy's kernels compile on first call (NVRTC, cached on disk).

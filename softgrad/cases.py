@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numba.core.event
 import numpy as np
 import psutil
 
@@ -209,6 +210,42 @@ def validate_inputs(family: str, arrays) -> None:
             )
 
 
+def warm_up(backend: impls.Backend, arrays) -> tuple[float, float]:
+    """Compile `backend`, and the backends in its compiles_with, on a one-row input.
+
+    Returns the seconds the calls took (with a load from numba's cache, if
+    any) and the seconds numba spent compiling, which is 0.0 when nothing was
+    compiled. Compiling here keeps the compile time out of every timing.
+    """
+    tiny = tuple(np.ascontiguousarray(a[:1]) for a in arrays)
+    others = [impls.get(backend.family, name) for name in backend.compiles_with]
+    with numba.core.event.install_recorder("numba:compile") as recorder:
+        start = time.perf_counter()
+        for warmed in [backend, *others]:
+            warmed(*tiny)
+        seconds = time.perf_counter() - start
+    return seconds, _outermost_seconds(recorder.buffer)
+
+
+def _outermost_seconds(buffer) -> float:
+    """Sum the durations of the outermost events in `buffer`, (time, event) pairs.
+
+    Compiling a kernel compiles the functions it calls inside its own event,
+    so only events at depth 0 count.
+    """
+    total, depth, started = 0.0, 0, 0.0
+    for stamp, event in buffer:
+        if event.is_start:
+            if depth == 0:
+                started = stamp
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                total += stamp - started
+    return total
+
+
 def _fastest_call(backend, arrays, rows: int) -> float:
     head = tuple(np.ascontiguousarray(a[:rows]) for a in arrays)
     fastest = float("inf")
@@ -262,8 +299,12 @@ class Prepared:
     native: tuple  # the same inputs as the backend's native arrays, what is timed
     convert_s: float  # time to convert the numpy inputs to native arrays
     predicted_s: float  # one call's time, predicted from its first rows
+    # Seconds of the warm-up calls: a compile, or a load from numba's cache.
     compile_s: float | None
     max_error: float
+    # Seconds numba spent compiling in the warm-up calls, from its compile events:
+    # 0.0 when every kernel came from numba's cache or was compiled before.
+    jit_compile_s: float | None = None
 
 
 def prepare(
@@ -282,13 +323,9 @@ def prepare(
     arrays = make_inputs(case.family, case.size, case.dtype, seed)
     validate_inputs(case.family, arrays)
 
-    compile_s = None
+    compile_s = jit_compile_s = None
     if backend.compiled:
-        # Compile on a tiny input so the compile time stays out of every timing.
-        tiny = tuple(np.ascontiguousarray(a[:1]) for a in arrays)
-        start = time.perf_counter()
-        backend(*tiny)
-        compile_s = time.perf_counter() - start
+        compile_s, jit_compile_s = warm_up(backend, arrays)
 
     predicted = predict_seconds(backend, arrays, time_budget_s)
     if predicted > time_budget_s:
@@ -310,5 +347,13 @@ def prepare(
             f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
         )
     return Prepared(
-        case, backend, arrays, native, convert_s, predicted, compile_s, error
+        case,
+        backend,
+        arrays,
+        native,
+        convert_s,
+        predicted,
+        compile_s,
+        error,
+        jit_compile_s,
     )

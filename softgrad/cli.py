@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "has not timed, and write them together with its timings",
     )
     run.add_argument(
+        "--threads",
+        type=int,
+        help="threads for every backend: BLAS, numba, PyTorch and XLA "
+        "(default: all cores numba sees)",
+    )
+    run.add_argument(
         "--keep-openblas-env",
         action="store_true",
         help=f"keep {' and '.join(OPENBLAS_VARIABLES)} instead of clearing them",
@@ -411,6 +417,12 @@ def _time_budget(options) -> float:
     return 0.25 if options.quick else DEFAULT_TIME_BUDGET_S
 
 
+def _thread_count(options) -> int:
+    from softgrad.threads import max_threads
+
+    return options.threads if options.threads is not None else max_threads()
+
+
 def _pytest_arguments(options, raw_path: Path) -> list[str]:
     grid = "quick" if options.quick else options.grid
     arguments = [
@@ -427,6 +439,7 @@ def _pytest_arguments(options, raw_path: Path) -> list[str]:
         f"--benchmark-json={raw_path}",
         f"--benchmark-max-time={0.02 if options.quick else options.max_time}",
         f"--benchmark-min-rounds={options.min_rounds}",
+        f"--softgrad-threads={_thread_count(options)}",
         "--benchmark-disable-gc",
         f"--softgrad-grid={grid}",
         f"--softgrad-time-budget={_time_budget(options)}",
@@ -474,6 +487,13 @@ def _validate_run_options(options) -> list:
             raise CommandError(f"`{name}` must be a positive number, got {value}")
     if options.min_rounds < 1:
         raise CommandError(f"`--min-rounds` must be at least 1, got {options.min_rounds}")
+    from softgrad.threads import max_threads
+
+    if options.threads is not None and not 1 <= options.threads <= max_threads():
+        raise CommandError(
+            f"`--threads` must be from 1 to {max_threads()}, the cores numba sees, "
+            f"got {options.threads}"
+        )
     return planned
 
 
@@ -639,6 +659,10 @@ def command_run(options, console: Console) -> int:
             f"from a clone of the repository"
         )
     planned = _validate_run_options(options)
+    from softgrad.threads import set_threads
+
+    # Before the probe, so that it reports the thread counts the backends run with.
+    set_threads(_thread_count(options))
     machine_info = machine.probe()
     # The GPU's fields sit beside the CPU's; without a device only `gpu_reason` does.
     machine_info.update(gpu_probe.probe())

@@ -11,11 +11,13 @@ import datetime
 import logging
 import sys
 
+import numba
 import pytest
 
 import softgrad
 from softgrad import cases as sweep_cases
 from softgrad.grid import SMOKE_SIZE, parse_size
+from softgrad.threads import set_threads, thread_counts
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,12 @@ def add_options(parser) -> None:
         "--softgrad-resume",
         default="",
         help="raw results JSON of an earlier run: its timed cases are not run again",
+    )
+    group.addoption(
+        "--softgrad-threads",
+        type=int,
+        default=None,
+        help="threads for BLAS, numba, PyTorch and XLA (default: as they are)",
     )
 
 
@@ -61,6 +69,12 @@ class SweepPlugin:
             sweep_cases.default_memory_limit() if limit is None else int(limit * 2**30)
         )
         self.time_budget = config.getoption("softgrad_time_budget")
+        self.threads = config.getoption("softgrad_threads")
+        if self.threads is not None:
+            try:
+                set_threads(self.threads)
+            except ValueError as error:
+                raise pytest.UsageError(f"--softgrad-threads: {error}") from None
         self.skipped: list[dict] = []
         self.failed: list[dict] = []
         self.mismatched: set[tuple[str, str]] = set()
@@ -121,9 +135,11 @@ class SweepPlugin:
             jacobian=backend.jacobian,
             device=backend.device,
             compile_s=prepared.compile_s,
+            jit_compile_s=prepared.jit_compile_s,
             convert_s=prepared.convert_s,
             max_error=prepared.max_error,
             allocates_output=True,
+            threads=numba.get_num_threads(),
         )
         if prepared.predicted_s > sweep_cases.SLOW_CALL_S:
             # pytest-benchmark's calibration would spend many rounds on a
@@ -175,6 +191,7 @@ class SweepPlugin:
             "command": " ".join(sys.argv),
             "memory_limit": self.memory_limit,
             "time_budget_s": self.time_budget,
+            "threads": {"requested": self.threads, **thread_counts()},
             "planned": self.planned,
             "interrupted": self.interrupted,
             "skipped": self.skipped,

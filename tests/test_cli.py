@@ -110,6 +110,7 @@ def test_list_names_every_backend(capsys):
             ),
         ),
         (["--time-budget", "-1"], "`--time-budget` must be a positive number"),
+        (["--threads", "0"], "`--threads` must be from 1 to"),
     ],
 )
 def test_run_rejects_bad_option(tmp_path, capsys, arguments, expected):

@@ -226,7 +226,7 @@ def test_section_html_escapes_text(short_results):
 
 
 def test_section_html_has_row_per_backend(short_results):
-    """The report section's table has one body row per backend run."""
+    """The report section's table has one body row per backend, run or skipped."""
     section = train.train_section_html(short_results.to_dict())
     body = section.split("<tbody>")[1].split("</tbody>")[0]
     assert body.count("<tr>") == len(short_results.runs) + len(short_results.skipped)
