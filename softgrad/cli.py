@@ -650,7 +650,7 @@ def _sweep_results(files: _RunFiles, sweep) -> dict | None:
 def command_run(options, console: Console) -> int:
     from pytest import ExitCode
 
-    from softgrad import gpu_probe, machine, resume
+    from softgrad import bandwidth, gpu_probe, machine, resume
 
     if not BENCHMARK_DIR.is_dir():
         raise CommandError(
@@ -677,6 +677,8 @@ def command_run(options, console: Console) -> int:
 
     if os.environ.get(REEXEC_MARK):
         machine_info["cleared_environment"] = os.environ[REEXEC_MARK]
+    # The bandwidth every backend's GB/s is a share of, measured with the same threads.
+    machine_info["bandwidth"] = bandwidth.probe()
     console.print(_machine_line(machine_info))
     if previous is not None:
         console.print(
@@ -736,10 +738,14 @@ def _print_resume_hint(options, raw: Path, data: dict, planned, console) -> None
 
 def _machine_line(info: dict) -> str:
     blas = info.get("blas") or "unknown BLAS"
-    return (
+    line = (
         f"{info.get('cpu', 'unknown CPU')}, {info.get('logical_cores', '?')} cores, "
         f"{blas}"
     )
+    triad = (info.get("bandwidth") or {}).get("triad_gb_per_s")
+    if triad:
+        line += f", memory bandwidth {triad:.1f} GB/s (triad)"
+    return line
 
 
 def _load_table(paths: list[Path]):
