@@ -678,7 +678,13 @@ def command_run(options, console: Console) -> int:
     if os.environ.get(REEXEC_MARK):
         machine_info["cleared_environment"] = os.environ[REEXEC_MARK]
     # The bandwidth every backend's GB/s is a share of, measured with the same threads.
-    machine_info["bandwidth"] = bandwidth.probe()
+    # Its three arrays stay within the memory limit, like every case.
+    probe_bytes = max(
+        bandwidth.CACHE_MULTIPLE * bandwidth.last_level_cache_bytes(),
+        bandwidth.MIN_ARRAY_BYTES,
+    )
+    probe_bytes = min(probe_bytes, _memory_limit(options) // 4)
+    machine_info["bandwidth"] = bandwidth.probe(array_bytes=probe_bytes)
     console.print(_machine_line(machine_info))
     if previous is not None:
         console.print(
