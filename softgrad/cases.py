@@ -7,9 +7,10 @@ timed; a case that fails a guard is skipped with a reason a person can act on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba.core.event
 import numpy as np
@@ -45,6 +46,22 @@ PROBE_MIN_S = 0.05  # a probe this long predicts well enough
 SLOW_CALL_S = 0.1  # calls slower than this are timed in a fixed few rounds
 SLOW_ROUNDS = 3
 
+DEFAULT_VARIANT = "default"
+# A variant of a case: the logits' distribution (see softgrad.grid.DISTRIBUTIONS)
+# and the cross-entropy options passed to a CCE backend and to the reference.
+# "weight" draws one seeded weight in [0.5, 1.5) per class; "ignore_index"
+# leaves out the samples labelled 0.
+VARIANTS = {
+    DEFAULT_VARIANT: ("normal", {}),
+    "peaked": ("peaked", {}),
+    "large": ("large", {}),
+    "label_smoothing=0.1": ("normal", {"label_smoothing": 0.1}),
+    "weight": ("normal", {"weight": None}),
+    "ignore_index": ("normal", {"ignore_index": 0}),
+    "reduction=sum": ("normal", {"reduction": "sum"}),
+}
+WEIGHT_LOW, WEIGHT_HIGH = 0.5, 1.5
+
 
 def default_memory_limit() -> int:
     """Return a quarter of this machine's physical memory, in bytes."""
@@ -71,19 +88,64 @@ class Case:
     backend: str
     size: Size
     dtype: str
+    variant: str = DEFAULT_VARIANT
+
+    @property
+    def _suffix(self) -> str:
+        return "" if self.variant == DEFAULT_VARIANT else f"-{self.variant}"
 
     @property
     def id(self) -> str:
-        return f"{self.backend}-{self.size}-{self.dtype}"
+        return f"{self.backend}-{self.size}-{self.dtype}{self._suffix}"
 
     @property
-    def key(self) -> tuple[str, str, int, int, str]:
-        """The case as (family, backend, n, classes, dtype), as results store it."""
-        return (self.family, self.backend, self.size.n, self.size.classes, self.dtype)
+    def key(self) -> tuple[str, str, int, int, str, str]:
+        """The case as (family, backend, n, classes, dtype, variant), as results
+        store it."""
+        return (
+            self.family,
+            self.backend,
+            self.size.n,
+            self.size.classes,
+            self.dtype,
+            self.variant,
+        )
 
     @property
     def group(self) -> str:
-        return f"{self.family} N={self.size.n} L={self.size.classes} {self.dtype}"
+        group = f"{self.family} N={self.size.n} L={self.size.classes} {self.dtype}"
+        return group if self.variant == DEFAULT_VARIANT else f"{group} {self.variant}"
+
+    @property
+    def distribution(self) -> str:
+        return VARIANTS[self.variant][0]
+
+
+def has_options(variant: str) -> bool:
+    """Return True when `variant` passes cross-entropy options (CCE families only)."""
+    return bool(VARIANTS[variant][1])
+
+
+def check_variants(variants) -> list[str]:
+    """Return `variants` as a list, or raise SoftgradError naming an unknown one."""
+    variants = list(variants or [DEFAULT_VARIANT])
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise SoftgradError(
+                f"unknown variant `{variant}`, expected one of: {', '.join(VARIANTS)}"
+            )
+    return variants
+
+
+def variant_options(case: Case) -> dict:
+    """Return the cross-entropy options of `case`'s variant, with its weights drawn."""
+    options = dict(VARIANTS[case.variant][1])
+    if "weight" in options:
+        rng = np.random.default_rng(
+            np.random.SeedSequence([SEED, case.size.n, case.size.classes, 7])
+        )
+        options["weight"] = rng.uniform(WEIGHT_LOW, WEIGHT_HIGH, case.size.classes)
+    return options
 
 
 def format_bytes(count: float) -> str:
@@ -101,8 +163,13 @@ def plan(
     backends=None,
     sizes=None,
     dtypes=None,
+    variants=None,
 ) -> list[Case]:
-    """List the cases of a sweep, in family, size, dtype, backend order."""
+    """List the cases of a sweep, in family, size, dtype, variant, backend order.
+
+    Variants with cross-entropy options apply to the CCE families only.
+    """
+    variants = check_variants(variants)
     families = list(families or impls.FAMILIES)
     for family in families:
         impls.backends(family)  # rejects an unknown family
@@ -130,7 +197,12 @@ def plan(
         ]
         for size in sizes:
             for dtype in dtypes:
-                cases += [Case(family, b.name, size, dtype) for b in chosen]
+                for variant in variants:
+                    if family == "softmax_backward" and has_options(variant):
+                        continue
+                    cases += [
+                        Case(family, b.name, size, dtype, variant) for b in chosen
+                    ]
     return cases
 
 
@@ -174,6 +246,11 @@ def check_static(case: Case, memory_limit: int) -> None:
         raise Skip(backend.reason)
     if case.dtype not in backend.dtypes:
         raise Skip(f"{case.dtype} is not supported by {backend.name}")
+    if case.distribution == "large" and backend.divides_by_probs:
+        raise Skip(
+            f"{backend.name} divides by probabilities that underflow to 0 on "
+            "large logits, so its gradient is NaN there (a known limit)"
+        )
     try:
         numpy_dtype(case.dtype)
     except ImportError as error:
@@ -210,7 +287,9 @@ def validate_inputs(family: str, arrays) -> None:
             )
 
 
-def warm_up(backend: impls.Backend, arrays) -> tuple[float, float]:
+def warm_up(
+    backend: impls.Backend, arrays, options: dict | None = None
+) -> tuple[float, float]:
     """Compile `backend`, and the backends in its compiles_with, on a one-row input.
 
     Returns the seconds the calls took (with a load from numba's cache, if
@@ -222,7 +301,7 @@ def warm_up(backend: impls.Backend, arrays) -> tuple[float, float]:
     with numba.core.event.install_recorder("numba:compile") as recorder:
         start = time.perf_counter()
         for warmed in [backend, *others]:
-            warmed(*tiny)
+            warmed(*tiny, **(options or {}))
         seconds = time.perf_counter() - start
     return seconds, _outermost_seconds(recorder.buffer)
 
@@ -305,6 +384,22 @@ class Prepared:
     # Seconds numba spent compiling in the warm-up calls, from its compile events:
     # 0.0 when every kernel came from numba's cache or was compiled before.
     jit_compile_s: float | None = None
+    options: dict = field(default_factory=dict)  # the variant's cross-entropy options
+
+    def timed_call(self) -> tuple:
+        """Return (function, arguments) of the call to time.
+
+        Without options it is the native call. With options, a numpy backend's
+        call takes them natively, and a backend with an adapter computes them on
+        its numpy option path, so it is timed on the numpy inputs.
+        """
+        if not self.options:
+            return self.backend.call_native, self.native
+        if self.backend.adapter is None:
+            return functools.partial(self.backend.call_native, **self.options), (
+                self.native
+            )
+        return functools.partial(self.backend, **self.options), self.arrays
 
 
 def prepare(
@@ -320,14 +415,18 @@ def prepare(
     memory_limit = default_memory_limit() if memory_limit is None else memory_limit
     check_static(case, memory_limit)
     backend = impls.get(case.family, case.backend)
-    arrays = make_inputs(case.family, case.size, case.dtype, seed)
+    arrays = make_inputs(
+        case.family, case.size, case.dtype, seed, distribution=case.distribution
+    )
     validate_inputs(case.family, arrays)
+    options = variant_options(case)
+    call = functools.partial(backend, **options) if options else backend
 
     compile_s = jit_compile_s = None
     if backend.compiled:
-        compile_s, jit_compile_s = warm_up(backend, arrays)
+        compile_s, jit_compile_s = warm_up(backend, arrays, options)
 
-    predicted = predict_seconds(backend, arrays, time_budget_s)
+    predicted = predict_seconds(call, arrays, time_budget_s)
     if predicted > time_budget_s:
         raise Skip(
             f"predicted {predicted:.2f} s per call, time budget {time_budget_s:g} s"
@@ -337,14 +436,17 @@ def prepare(
     native = backend.convert(*arrays)
     convert_s = time.perf_counter() - start
 
-    expected = impls.reference(case.family)(*reference_inputs(arrays))
-    result = backend.to_numpy(backend.call_native(*native))
+    expected = impls.reference(case.family)(*reference_inputs(arrays), **options)
+    if options and backend.adapter is not None:
+        result = backend(*arrays, **options)
+    else:
+        result = backend.to_numpy(backend.call_native(*native, **options))
     error = relative_error(result, expected)
     tolerance = TOLERANCE[case.dtype]
     if not error <= tolerance:
         raise MismatchError(
             f"{case.family}/{case.backend} at N={case.size.n}, L={case.size.classes}, "
-            f"{case.dtype} is off by {error:.3g} (relative), tolerance {tolerance:g}"
+            f"{case.dtype}, variant {case.variant} is off by {error:.3g} (relative), tolerance {tolerance:g}"
         )
     return Prepared(
         case,
@@ -356,4 +458,5 @@ def prepare(
         compile_s,
         error,
         jit_compile_s,
+        options,
     )

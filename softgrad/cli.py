@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtypes", help="comma-separated dtypes (default: float64,float32)"
     )
     run.add_argument(
+        "--variants",
+        help="comma-separated case variants, or `all`: default, peaked and large "
+        "(input distributions), label_smoothing=0.1, weight, ignore_index and "
+        "reduction=sum (cross-entropy options, CCE families only) "
+        "(default: default)",
+    )
+    run.add_argument(
         "--grid",
         default="default",
         choices=("default", "quick", "large"),
@@ -444,7 +451,7 @@ def _pytest_arguments(options, raw_path: Path) -> list[str]:
         f"--softgrad-grid={grid}",
         f"--softgrad-time-budget={_time_budget(options)}",
     ]
-    for name in ("families", "backends", "sizes", "dtypes"):
+    for name in ("families", "backends", "sizes", "dtypes", "variants"):
         value = getattr(options, name)
         if value:
             arguments.append(f"--softgrad-{name}={value}")
@@ -462,6 +469,7 @@ def _validate_run_options(options) -> list:
     """
     from softgrad import cases
     from softgrad.grid import parse_size
+    from softgrad.timing import parse_variants
 
     try:
         sizes = [parse_size(text) for text in _split(options.sizes)]
@@ -471,6 +479,7 @@ def _validate_run_options(options) -> list:
             backends=_split(options.backends),
             sizes=sizes,
             dtypes=_split(options.dtypes),
+            variants=parse_variants(options.variants),
         )
     except ValueError as error:
         raise CommandError(str(error)) from None

@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 
+from softgrad.cases import DEFAULT_VARIANT
 from softgrad.machine import machine_label
 from softgrad.summary import (
     CASE_KEY,
@@ -216,7 +217,9 @@ def compare_files(
                 "method": method,
             }
         )
-    frame = pd.DataFrame(rows, columns=list(CASE_KEY) + list(COMPARE_COLUMN_NAMES[5:]))
+    frame = pd.DataFrame(
+        rows, columns=list(CASE_KEY) + list(COMPARE_COLUMN_NAMES[5:])
+    )
     if len(frame):
         frame = sort_summary(frame.rename(columns={"new_median_s": "median_s"}))
         frame = frame.rename(columns={"median_s": "new_median_s"})
@@ -228,7 +231,10 @@ def compare_files(
         "relative": relative,
     }
     log.info("compared %d cases", len(frame))
-    return frame[list(COMPARE_COLUMN_NAMES)].reset_index(drop=True), extra
+    columns = list(COMPARE_COLUMN_NAMES)
+    if (frame["variant"] != DEFAULT_VARIANT).any():
+        columns.insert(columns.index("dtype") + 1, "variant")
+    return frame[columns].reset_index(drop=True), extra
 
 
 def regressions(

@@ -50,6 +50,7 @@ from softgrad.summary import (
     baseline_backend,
     column_legend,
     families,
+    with_variant_label,
     write_atomic,
 )
 
@@ -205,6 +206,7 @@ def _run_facts(run: dict) -> list[tuple[str, str]]:
 
 
 def _summary_table(rows: pd.DataFrame) -> str:
+    rows = with_variant_label(rows)
     columns = [COLUMN[name] for name in TABLE_COLUMNS]
     text = {"dtype", "backend", "baseline"}
     head = "".join(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from softgrad.cases import SoftgradError
+from softgrad.cases import DEFAULT_VARIANT
 from softgrad.summary import CASE_KEY, read_results
 
 # Machine fields that must agree for timings of two runs to sit in one file.
@@ -57,7 +58,11 @@ def check_same_machine(previous: Previous, machine: dict) -> None:
 
 
 def _entry_key(entry: dict) -> tuple:
-    return tuple(entry.get(key) for key in CASE_KEY)
+    # Files written before variants existed hold default-variant cases only.
+    return tuple(
+        entry.get(key, DEFAULT_VARIANT if key == "variant" else None)
+        for key in CASE_KEY
+    )
 
 
 def cases_in(data: dict) -> set[tuple]:

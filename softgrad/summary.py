@@ -22,7 +22,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 import impls
-from softgrad.cases import SoftgradError
+from softgrad.cases import DEFAULT_VARIANT, SoftgradError
 from softgrad.grid import DTYPES, Size, bytes_moved
 from softgrad.machine import machine_label
 from softgrad.timing import SCHEMA_VERSION
@@ -180,8 +180,11 @@ TERMINAL_COLUMNS = (
 )
 
 # The fields of a raw results file: a case, pytest-benchmark's stats, and the file.
-CASE_KEY = ("family", "backend", "n", "classes", "dtype")
-EXTRA_FIELDS = CASE_KEY + (
+# A case's variant is stored since variants were added; older files lack it and
+# are read as the default variant.
+CASE_KEY = ("family", "backend", "n", "classes", "dtype", "variant")
+_STORED_KEY = CASE_KEY[:5]
+EXTRA_FIELDS = _STORED_KEY + (
     "baseline",
     "jacobian",
     "compile_s",
@@ -191,10 +194,12 @@ EXTRA_FIELDS = CASE_KEY + (
 # Fields that older files lack: loaded as NaN where missing.
 OPTIONAL_FIELDS = ("convert_s",)
 STAT_FIELDS = ("min", "median", "iqr", "q1", "q3", "mean", "stddev", "rounds")
-TIMING_COLUMNS = EXTRA_FIELDS + OPTIONAL_FIELDS + STAT_FIELDS + ("source",)
+TIMING_COLUMNS = (
+    EXTRA_FIELDS + ("variant",) + OPTIONAL_FIELDS + STAT_FIELDS + ("source",)
+)
 NOT_TIMED_COLUMNS = CASE_KEY + ("status", "reason", "source")
 
-_GROUP = ["family", "n", "classes", "dtype"]
+_GROUP = ["family", "n", "classes", "dtype", "variant"]
 _TEXT_COLUMNS = ("family", "dtype", "backend", "baseline")  # aligned left
 
 
@@ -244,6 +249,7 @@ def _benchmark_row(path: Path, benchmark) -> dict:
             " expected a benchmark timed by softgrad's sweep"
         )
     row = {key: extra[key] for key in EXTRA_FIELDS}
+    row["variant"] = extra.get("variant", DEFAULT_VARIANT)
     row.update({key: extra.get(key) for key in OPTIONAL_FIELDS})
     row.update({key: stats[key] for key in STAT_FIELDS})
     row["source"] = str(path)
@@ -262,15 +268,16 @@ def _not_timed_rows(path: Path, section: dict) -> list[dict]:
                 f" {type(entries).__name__}, expected a list"
             )
         for entry in entries:
-            missing = _missing(entry, CASE_KEY + ("reason",))
+            missing = _missing(entry, _STORED_KEY + ("reason",))
             if missing:
                 raise ResultsFileError(
                     f"results file `{path}`: an entry of `softgrad.{status}` lacks"
                     f" {', '.join(missing)}"
                 )
             rows.append(
-                {key: entry[key] for key in CASE_KEY}
+                {key: entry[key] for key in _STORED_KEY}
                 | {
+                    "variant": entry.get("variant", DEFAULT_VARIANT),
                     "status": status,
                     "reason": str(entry["reason"]),
                     "source": str(path),
@@ -440,19 +447,32 @@ def _rank(values: Sequence[str], order: Sequence[str]) -> list[int]:
 
 
 def sort_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort rows by family (registry order), size (N x L, then N), dtype, then time."""
+    """Sort rows by family (registry order), size (N x L, then N), dtype, variant
+    (default first), then time."""
+    variants = frame["variant"] if "variant" in frame.columns else DEFAULT_VARIANT
     ranked = frame.assign(
         _family=_rank(list(frame["family"]), impls.FAMILIES),
         _elements=frame["n"] * frame["classes"],
         _dtype=_rank(list(frame["dtype"]), DTYPES),
+        _variant=np.asarray(variants != DEFAULT_VARIANT, dtype=bool),
+        _variant_name=variants,
     )
     ranked = ranked.sort_values(
-        ["_family", "family", "_elements", "n", "_dtype", "dtype", "median_s"],
+        [
+            "_family",
+            "family",
+            "_elements",
+            "n",
+            "_dtype",
+            "dtype",
+            "_variant",
+            "_variant_name",
+            "median_s",
+        ],
         kind="stable",
     )
-    return ranked.drop(columns=["_family", "_elements", "_dtype"]).reset_index(
-        drop=True
-    )
+    hidden = ["_family", "_elements", "_dtype", "_variant", "_variant_name"]
+    return ranked.drop(columns=hidden).reset_index(drop=True)
 
 
 def summarize(timings: pd.DataFrame) -> pd.DataFrame:
@@ -461,7 +481,9 @@ def summarize(timings: pd.DataFrame) -> pd.DataFrame:
     Returns one row per timed case with SUMMARY_COLUMNS: the median time and
     its IQR, the speedup over the family's baseline, the time relative to the
     fastest backend, and the effective GB/s. The speedup is NaN where the
-    baseline was not timed at that size and dtype.
+    baseline was not timed at that size and dtype. Variants are compared
+    within themselves; when any case is not of the default variant, a
+    `variant` column follows `dtype`.
     """
     missing = [key for key in EXTRA_FIELDS + STAT_FIELDS if key not in timings.columns]
     if missing:
@@ -472,6 +494,8 @@ def summarize(timings: pd.DataFrame) -> pd.DataFrame:
     frame = timings.rename(
         columns={"median": "median_s", "iqr": "iqr_s", "q1": "q1_s", "q3": "q3_s"}
     ).copy()
+    if "variant" not in frame.columns:
+        frame["variant"] = DEFAULT_VARIANT
     baselines = {
         family: baseline_backend(family, timings) for family in frame["family"].unique()
     }
@@ -495,7 +519,29 @@ def summarize(timings: pd.DataFrame) -> pd.DataFrame:
         )
     ]
     frame["gb_per_s"] = np.asarray(moved, dtype=np.float64) / frame["median_s"] / 1e9
-    return sort_summary(frame[list(SUMMARY_COLUMNS)])
+    return sort_summary(frame[summary_columns(frame)])
+
+
+def summary_columns(frame: pd.DataFrame) -> list[str]:
+    """Return SUMMARY_COLUMNS, with `variant` after `dtype` when `frame` has a
+    case of another variant than the default."""
+    columns = list(SUMMARY_COLUMNS)
+    if "variant" in frame.columns and (frame["variant"] != DEFAULT_VARIANT).any():
+        columns.insert(columns.index("dtype") + 1, "variant")
+    return columns
+
+
+def with_variant_label(rows: pd.DataFrame) -> pd.DataFrame:
+    """Return `rows` with a non-default variant appended to the dtype, for tables
+    whose columns are fixed: "float64 peaked"."""
+    if "variant" not in rows.columns:
+        return rows
+    labelled = rows.copy()
+    labelled["dtype"] = [
+        dtype if variant == DEFAULT_VARIANT else f"{dtype} {variant}"
+        for dtype, variant in zip(rows["dtype"], rows["variant"])
+    ]
+    return labelled
 
 
 def format_table(summary: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -570,7 +616,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         alignment = [
             "left" if name in _TEXT_COLUMNS else "right" for name in TABLE_COLUMNS
         ]
-        table = format_table(rows, TABLE_COLUMNS).to_markdown(
+        table = format_table(with_variant_label(rows), TABLE_COLUMNS).to_markdown(
             index=False, disable_numparse=True, colalign=alignment
         )
         lines += [title, "", table, ""]
@@ -591,7 +637,7 @@ def write_summary(
     """
     folder = Path(folder)
     columns = ["machine"] if "machine" in summary.columns else []
-    columns += list(SUMMARY_COLUMNS)
+    columns += summary_columns(summary)
     csv = write_atomic(folder / "summary.csv", summary[columns].to_csv(index=False))
     markdown = write_atomic(folder / "summary.md", summary_markdown(summary))
     log.info("wrote %s and %s", csv, markdown)
@@ -610,6 +656,7 @@ def _terminal_family_table(family: str, rows: pd.DataFrame) -> Table:
         caption=f"{MISSING}: the baseline was not timed at this size and dtype",
         caption_justify="left",
     )
+    rows = with_variant_label(rows)  # a variant is a group of its own
     formatted = format_table(rows, TERMINAL_COLUMNS)
     for name, header in zip(TERMINAL_COLUMNS, formatted.columns):
         # On a narrow terminal rich shrinks only the columns that may wrap. Only

@@ -22,6 +22,7 @@ from softgrad.threads import set_threads, thread_counts
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+ALL_VARIANTS = "all"  # the preset of --softgrad-variants for every variant
 
 
 def add_options(parser) -> None:
@@ -34,6 +35,12 @@ def add_options(parser) -> None:
     group.addoption("--softgrad-dtypes", default="", help="comma-separated dtypes (default: float64,float32)")
     group.addoption("--softgrad-memory-limit-gib", type=float, default=None, help="memory limit per call in GiB (default: a quarter of physical memory)")
     group.addoption("--softgrad-time-budget", type=float, default=sweep_cases.DEFAULT_TIME_BUDGET_S, help="predicted seconds per call past which a case is skipped")
+    group.addoption(
+        "--softgrad-variants",
+        default="",
+        help="comma-separated case variants, or `all` (default: default); see"
+        " softgrad.cases.VARIANTS",
+    )
     group.addoption(
         "--softgrad-resume",
         default="",
@@ -49,6 +56,14 @@ def add_options(parser) -> None:
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_variants(text: str | None) -> list[str]:
+    """Parse comma-separated variants; "all" means every one of cases.VARIANTS."""
+    variants = _split(text or "")
+    if ALL_VARIANTS in variants:
+        return list(sweep_cases.VARIANTS)
+    return sweep_cases.check_variants(variants)
 
 
 def timing_requested(config) -> bool:
@@ -77,7 +92,7 @@ class SweepPlugin:
                 raise pytest.UsageError(f"--softgrad-threads: {error}") from None
         self.skipped: list[dict] = []
         self.failed: list[dict] = []
-        self.mismatched: set[tuple[str, str]] = set()
+        self.mismatched: set[tuple[str, str, str]] = set()
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat()
         self.already_timed = self._timed_in(config.getoption("softgrad_resume"))
         self.planned = 0  # cases collected
@@ -108,19 +123,20 @@ class SweepPlugin:
             backends=_split(option("softgrad_backends")),
             sizes=sizes,
             dtypes=_split(option("softgrad_dtypes")),
+            variants=parse_variants(option("softgrad_variants")),
         )
         return [case for case in planned if case.key not in self.already_timed]
 
     def run(self, benchmark, case: sweep_cases.Case) -> None:
         """Prepare, check and time one case."""
-        if (case.family, case.backend) in self.mismatched:
+        if (case.family, case.backend, case.variant) in self.mismatched:
             pytest.skip(f"{case.backend} gave a wrong answer at an earlier size")
         try:
             prepared = sweep_cases.prepare(case, self.memory_limit, self.time_budget)
         except sweep_cases.Skip as reason:
             pytest.skip(str(reason))
         except sweep_cases.MismatchError:
-            self.mismatched.add((case.family, case.backend))
+            self.mismatched.add((case.family, case.backend, case.variant))
             raise
 
         backend = prepared.backend
@@ -131,6 +147,7 @@ class SweepPlugin:
             n=case.size.n,
             classes=case.size.classes,
             dtype=case.dtype,
+            variant=case.variant,
             baseline=backend.baseline,
             jacobian=backend.jacobian,
             device=backend.device,
@@ -141,17 +158,18 @@ class SweepPlugin:
             allocates_output=True,
             threads=numba.get_num_threads(),
         )
+        function, arguments = prepared.timed_call()
         if prepared.predicted_s > sweep_cases.SLOW_CALL_S:
             # pytest-benchmark's calibration would spend many rounds on a
             # call this slow; a fixed few keep the default run short.
             benchmark.pedantic(
-                backend.call_native,
-                args=prepared.native,
+                function,
+                args=arguments,
                 rounds=sweep_cases.SLOW_ROUNDS,
                 iterations=1,
             )
         else:
-            benchmark(backend.call_native, *prepared.native)
+            benchmark(function, *arguments)
 
     def pytest_collection_finish(self, session):
         self.planned = sum(_case_of(item) is not None for item in session.items)
@@ -174,6 +192,7 @@ class SweepPlugin:
             "n": case.size.n,
             "classes": case.size.classes,
             "dtype": case.dtype,
+            "variant": case.variant,
         }
         if report.skipped and not any(e == entry for e in self.skipped):
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""

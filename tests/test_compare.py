@@ -163,7 +163,7 @@ def test_compare_lists_unmatched_cases(tmp_path, hand_data):
     key = tuple(
         dropped[name] for name in ("family", "backend", "n", "classes", "dtype")
     )
-    assert extra["only_old"] == [key]
+    assert extra["only_old"] == [(*key, "default")]
     assert extra["only_new"] == []
     assert len(comparison) == len(trimmed["benchmarks"])
 

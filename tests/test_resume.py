@@ -25,7 +25,7 @@ def _entry(backend, n, **extra):
 
 
 def _key(backend, n):
-    return ("softmax_backward", backend, n, 10, "float64")
+    return ("softmax_backward", backend, n, 10, "float64", "default")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_read_previous_lists_timed_cases():
 
     data = json.loads((DATA / "small_run.json").read_text())
     assert len(previous.timed) == len(data["benchmarks"])
-    assert ("softmax_backward", "numpy_vjp", 3, 3, "float64") in previous.timed
+    assert ("softmax_backward", "numpy_vjp", 3, 3, "float64", "default") in previous.timed
 
 
 def test_check_same_machine_rejects_other_cores(tmp_path):
