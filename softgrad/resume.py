@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from softgrad.cases import SoftgradError
-from softgrad.cases import DEFAULT_VARIANT
+from softgrad.cases import DEFAULT_VARIANT, SoftgradError
 from softgrad.summary import CASE_KEY, read_results
 
 # Machine fields that must agree for timings of two runs to sit in one file.

@@ -16,6 +16,7 @@ from softgrad.cases import (
     DEFAULT_TIME_BUDGET_S,
     PROBE_ROWS,
     TOLERANCE,
+    VARIANTS,
     Case,
     MismatchError,
     Skip,
@@ -29,6 +30,7 @@ from softgrad.cases import (
     reference_check_memory,
     relative_error,
     validate_inputs,
+    variant_options,
 )
 from softgrad.grid import DTYPES, GRIDS, Size, make_inputs
 
@@ -434,3 +436,89 @@ def test_relative_error_by_hand():
 def test_relative_error_of_zero_reference():
     """Against an all-zero reference the error is absolute."""
     assert relative_error(np.array([[0.0, 3e-9]]), np.zeros((1, 2))) == 3e-9
+
+
+# --- variants ---------------------------------------------------------------
+
+
+def test_plan_default_variant_keeps_ids():
+    """A plan without variants gives the ids and groups of the default cases."""
+    cases = plan(families=["cce_softmax_backward"], sizes=[Size(16, 10)])
+    case = next(c for c in cases if c.backend == "fused_numpy" and c.dtype == "float64")
+    assert (case.id, case.group) == (
+        "fused_numpy-16x10-float64",
+        "cce_softmax_backward N=16 L=10 float64",
+    )
+
+
+def test_plan_variant_appends_to_id_and_group():
+    """A non-default variant is appended to the case's id and group."""
+    cases = plan(
+        families=["cce_softmax_backward"],
+        backends=["fused_numpy"],
+        sizes=[Size(16, 10)],
+        dtypes=["float64"],
+        variants=["default", "peaked", "weight"],
+    )
+    assert [(c.id, c.group.split()[-1]) for c in cases] == [
+        ("fused_numpy-16x10-float64", "float64"),
+        ("fused_numpy-16x10-float64-peaked", "peaked"),
+        ("fused_numpy-16x10-float64-weight", "weight"),
+    ]
+
+
+def test_plan_options_only_for_cce_families():
+    """Variants with cross-entropy options leave softmax_backward out."""
+    cases = plan(
+        backends=["numpy_vjp", "fused_numpy"],
+        sizes=[Size(4, 5)],
+        dtypes=["float64"],
+        variants=["large", "reduction=sum"],
+    )
+    assert sorted((c.family, c.variant) for c in cases) == [
+        ("cce_softmax_backward", "large"),
+        ("cce_softmax_backward", "reduction=sum"),
+        ("softmax_backward", "large"),
+    ]
+
+
+def test_plan_rejects_unknown_variant():
+    """An unknown variant is named in the error."""
+    with pytest.raises(SoftgradError, match="`smooth`"):
+        plan(variants=["smooth"])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_prepare_variant_matches_reference(variant):
+    """Each variant of fused_numpy gives the reference's gradient with its options."""
+    case = Case("cce_softmax_backward", "fused_numpy", Size(32, 10), "float64", variant)
+    prepared = prepare(case, time_budget_s=10.0)
+    options = variant_options(case)
+    function, arguments = prepared.timed_call()
+    distribution = VARIANTS[variant][0]
+    probs, labels = make_inputs(
+        "cce_softmax_backward", case.size, distribution=distribution
+    )
+    expected = impls.reference("cce_softmax_backward")(probs, labels, **options)
+    np.testing.assert_allclose(function(*arguments), expected, rtol=0, atol=1e-15)
+
+
+def test_prepare_option_variant_differs_from_default():
+    """label_smoothing=0.1 changes the gradient, so the options reach the backend."""
+    size = Size(8, 10)
+    default = Case("cce_logits_backward", "logits_numpy", size, "float64")
+    smoothed = Case(
+        "cce_logits_backward", "logits_numpy", size, "float64", "label_smoothing=0.1"
+    )
+    results = []
+    for case in (default, smoothed):
+        function, arguments = prepare(case, time_budget_s=10.0).timed_call()
+        results.append(function(*arguments))
+    assert np.abs(results[0] - results[1]).max() > 1e-3
+
+
+def test_prepare_large_skips_composed_backend():
+    """A backend that divides by probabilities is skipped on the large variant."""
+    case = Case("cce_softmax_backward", "composed_vjp", Size(8, 10), "float64", "large")
+    with pytest.raises(Skip, match="underflow"):
+        prepare(case)

@@ -600,3 +600,38 @@ def test_guards_bound_memory_and_time(tmp_path):
     finished = datetime.datetime.fromisoformat(data["datetime"])
     # The sweep ended sooner than one call of the looped Jacobian would have.
     assert (finished - started).total_seconds() < float(found.group(1))
+
+
+def test_run_variants_writes_a_row_each(tmp_path):
+    """`--variants` times each variant as its own case; default ids stay as they were."""
+    completed = run_softgrad(
+        "run",
+        "--quiet",
+        "--quick",
+        "--variants",
+        "default,peaked,label_smoothing=0.1",
+        "--sizes",
+        "16x10",
+        "--families",
+        "cce_softmax_backward",
+        "--backends",
+        "fused_numpy,composed_vjp",
+        "--dtypes",
+        "float64",
+        "--results",
+        str(tmp_path),
+    )
+    assert completed.returncode == 0, completed.stderr
+    (raw,) = (tmp_path / "raw").glob("*.json")
+    ids = {
+        b["name"].split("[")[1].rstrip("]")
+        for b in json.loads(raw.read_text())["benchmarks"]
+    }
+    assert ids == {
+        f"{backend}-16x10-float64{suffix}"
+        for backend in ("fused_numpy", "composed_vjp")
+        for suffix in ("", "-peaked", "-label_smoothing=0.1")
+    }
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert summary[0].split(",")[4] == "variant"
+    assert len(summary) == 1 + 6
