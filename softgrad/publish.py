@@ -74,6 +74,20 @@ def readable_files(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
     return good, problems
 
 
+def _training(results: Path) -> dict | None:
+    """Return the folder's train.json from `softgrad train`, if it has a readable one."""
+    from softgrad import train
+
+    path = results / "train.json"
+    if not path.is_file():
+        return None
+    try:
+        return train.load_results(path)
+    except train.TrainError as error:
+        log.warning("left the training section out: %s", error)
+        return None
+
+
 def publish(paths: Sequence[Path], results: Path) -> Published:
     """Write the summary, scaling, tidy and report files of `paths` into `results`.
 
@@ -88,6 +102,6 @@ def publish(paths: Sequence[Path], results: Path) -> Published:
     scaling.write_scaling(table, results)
     export.write_tidy(export.tidy_table(paths), results / "tidy.csv")
     report_path = results / "report.html"
-    report.write_report(table, not_timed, runs, report_path)
+    report.write_report(table, not_timed, runs, report_path, _training(results))
     log.info("published %d raw files into %s", len(paths), os.fspath(results))
     return Published(table, not_timed, list(paths), summary_paths, report_path)

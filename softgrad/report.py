@@ -828,9 +828,15 @@ def _families(groups: Sequence[MachineRuns]) -> list[str]:
 
 
 def render_report(
-    summary: pd.DataFrame, not_timed: pd.DataFrame, runs: Sequence[dict]
+    summary: pd.DataFrame,
+    not_timed: pd.DataFrame,
+    runs: Sequence[dict],
+    training: dict | None = None,
 ) -> str:
     """Return the report as one HTML page that needs no other file.
+
+    `training` is a train.json document of `softgrad train`; when given, the
+    page gains its section.
 
     With a `machine` column in `summary` (softgrad.summary.summarize_machines),
     each machine gets its own plots and tables, side by side where they fit.
@@ -859,6 +865,11 @@ def render_report(
         add(_memory_section(groups), "memory", "Memory per call")
         add(_compile_section(groups), "compile", "Compile times")
         add(_tables_section(groups), "tables", "Tables")
+    if training is not None:
+        from softgrad.train import train_section_html
+
+        # The fragment brings its own <section id="training"> and heading.
+        add(train_section_html(training), "training", "Training on digits")
     machine_title = "Machine" if len(groups) == 1 else "Machines"
     add(_machine_section(groups), "machine", machine_title)
     add(_runs_section(groups), "runs", "Runs")
@@ -894,12 +905,14 @@ def write_report(
     not_timed: pd.DataFrame,
     runs: Sequence[dict],
     path: str | os.PathLike,
+    training: dict | None = None,
 ) -> Path:
     """Write the HTML report to `path` atomically and return the path.
 
     `summary` comes from softgrad.summary.summarize, `not_timed` and `runs`
-    from softgrad.summary.load_results.
+    from softgrad.summary.load_results, `training` from softgrad.train.
     """
-    path = write_atomic(path, render_report(summary, not_timed, runs))
+    page = render_report(summary, not_timed, runs, training)
+    path = write_atomic(path, page)
     log.info("wrote %s", path)
     return path

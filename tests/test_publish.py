@@ -61,3 +61,21 @@ def test_lock_waits_for_holder(tmp_path):
     thread.join(timeout=10)
 
     assert events == ["first done", "second"]
+
+
+def test_publish_includes_training_section(tmp_path):
+    """A folder with a train.json gets the training section in its report."""
+    from softgrad import train
+
+    config = train.TrainConfig(epochs=1)
+    backends = train.select_backends(names=["fused_numpy"])
+    results = train.train_backends(backends, config)
+    train.write_results(results.to_dict(), tmp_path)
+    raw = Path(__file__).parent / "data" / "small_run.json"
+
+    published = publish.publish([raw], tmp_path)
+
+    page = published.report_path.read_text()
+    assert page.count('id="training"') == 1
+    assert 'href="#training"' in page
+    assert "fused_numpy" in page.split('id="training"')[1]
