@@ -951,6 +951,14 @@ def command_train(options, console: Console) -> int:
     json_path, csv_path = train.write_results(document, results_folder)
     for table in _train_tables(document):
         console.print(table)
+    for skipped in document.get("skipped", []):
+        console.print(
+            f"not trained: {skipped['family']}/{skipped['backend']}: "
+            f"{skipped['reason']}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
     pair = document["largest_pair_difference"]
     if pair:
         console.print(
@@ -972,7 +980,12 @@ def _train_tables(document: dict) -> list[Table]:
     from softgrad import train
 
     config = document["config"]
-    rows = train.summary_rows(document)
+    # Backends that did not run are listed below the tables with their reasons.
+    rows = [
+        row
+        for row in train.summary_rows(document)
+        if not row["status"].startswith("skipped")
+    ]
     # The compile time stays in train.json, train.csv and the report.
     hidden = ("family", "compile_s")
     columns = [(key, heading) for key, heading in train.COLUMNS if key not in hidden]
@@ -985,6 +998,7 @@ def _train_tables(document: dict) -> list[Table]:
             f"{config['dtype']}",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
+            collapse_padding=True,
         )
         for key, heading in columns:
             justify = "left" if key in ("backend", "status") else "right"
