@@ -62,7 +62,11 @@ def _winners_clause(winners: dict[str, list], total: int) -> str:
     rest = list(winners.items())[MAX_WINNERS:]
     if rest:
         count = sum(len(sizes) for _, sizes in rest)
-        parts.append(f"{len(rest)} other backends at {count}")
+        if len(rest) == 1:
+            backend, sizes = rest[0]
+            parts.append(f"{backend} at {count} ({_elements(sizes)})")
+        else:
+            parts.append(f"{len(rest)} other backends at {count}")
     return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
