@@ -822,13 +822,18 @@ def _publish_run(raw_path: Path, results: Path, console: Console) -> int:
     return status
 
 
+def _require_files(paths) -> None:
+    """Raise CommandError naming the first results file that does not exist."""
+    for path in paths:
+        if not path.is_file():
+            raise CommandError(f"results file `{path}` not found")
+
+
 def command_report(options, console: Console) -> int:
     from softgrad import publish
     from softgrad.summary import ResultsFileError
 
-    for path in options.files:
-        if not path.is_file():
-            raise CommandError(f"results file `{path}` not found")
+    _require_files(options.files)
     _load_table(list(options.files))  # rejects a bad file before anything is written
     results = _writable_folder(options.results)
     with publish.lock(results):
@@ -844,9 +849,7 @@ def command_report(options, console: Console) -> int:
 def command_export(options, console: Console) -> int:
     from softgrad import export
 
-    for path in options.files:
-        if not path.is_file():
-            raise CommandError(f"results file `{path}` not found")
+    _require_files(options.files)
     try:
         export.format_of(options.output, options.format)
         table = export.tidy_table(options.files)
@@ -1014,9 +1017,7 @@ def _train_tables(document: dict) -> list[Table]:
 def command_compare(options, console: Console) -> int:
     from softgrad import compare
 
-    for path in (options.old, options.new):
-        if not path.is_file():
-            raise CommandError(f"results file `{path}` not found")
+    _require_files((options.old, options.new))
     if options.fail_above is not None and not options.fail_above >= 1:
         raise CommandError(
             f"`--fail-above` must be 1 or more, got {options.fail_above}"
