@@ -44,7 +44,7 @@ def _jacobian_per_sample(n, classes, itemsize):
 
 
 def _jacobian_batched(n, classes, itemsize):
-    """The (N, L, L) stack of Jacobians, the product and the output."""
+    """Count the bytes of the (N, L, L) Jacobians, the product and the output."""
     return (n * classes * classes + 2 * n * classes) * itemsize
 
 
@@ -63,7 +63,7 @@ def _composed_vjp(n, classes, itemsize):
 
 
 def _vector(n, classes, itemsize):
-    """The output and at most one value per row."""
+    """Count the bytes of the output and of at most one value per row."""
     return _outputs(n, classes, itemsize) + n * itemsize
 
 
@@ -214,7 +214,7 @@ class Backend:
 
 
 class Adapter:
-    """How the harness moves data in and out of a backend's native arrays.
+    """Hooks that move data in and out of a backend's native arrays.
 
     The numpy adapter passes arrays through. A peer or GPU backend overrides
     convert (host to device, outside the timing), finish (synchronize, inside

@@ -144,7 +144,7 @@ def composed_vjp(probs, labels, *, out=None):
 
 
 def _subtract_labels(probs, labels, out):
-    """Write (probs - y) / N into `out`, which already holds probs / N."""
+    """Write (probs - y) / N into `out`, which already contains probs / N."""
     n = probs.shape[0]
     if labels.ndim == 1:
         out[np.arange(n), labels] -= probs.dtype.type(1) / n
